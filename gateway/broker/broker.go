@@ -1,0 +1,153 @@
+// Package broker defines how herald stores and distributes messages: the Broker interface, the
+// in-memory broker that is the embedded default, and the rules every broker must follow (checked
+// by the conformance suite in package brokertest).
+//
+// A broker owns the per-channel log. Publish assigns each message an id strictly greater than
+// every earlier id of its channel and stores it before returning. History reads the log after an
+// id and says whether it can prove that nothing after that id was lost. Every published message
+// of a channel the node has declared interest in (Subscribe) reaches the node's Handler, per
+// channel in id order.
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Message is one stored message.
+type Message struct {
+	Channel string
+	ID      ID
+	// Event is the publisher's optional event name ("" for none).
+	Event string
+	// Data is the message body: one valid JSON value, stored and delivered verbatim.
+	Data json.RawMessage
+}
+
+// PublishRequest is one message to store.
+type PublishRequest struct {
+	Channel string
+	Event   string
+	Data    json.RawMessage
+	// IdempotencyKey, when not empty, makes the publish safe to retry: a second publish to the
+	// same channel with the same key within the broker's idempotency window stores nothing and
+	// returns the first publish's id.
+	IdempotencyKey string
+}
+
+// PublishResult tells where a message was stored.
+type PublishResult struct {
+	ID ID
+	// Duplicate is true when the idempotency key had been seen: nothing new was stored and ID is
+	// the id the first publish got.
+	Duplicate bool
+}
+
+// HistoryQuery selects messages from a channel's log.
+type HistoryQuery struct {
+	// Since is an exclusive lower bound: only messages with an id greater than Since are returned.
+	// The zero ID means "from the oldest retained message".
+	Since ID
+	// Limit is the most messages to return; 0 returns none (the answer then only carries LastID
+	// and Complete).
+	Limit int
+	// Newest, when more than Limit messages follow Since, returns the newest Limit of them instead
+	// of the oldest, and then Complete is false (the older ones were skipped). Replays use it.
+	Newest bool
+}
+
+// HistoryPage is the answer to a HistoryQuery.
+type HistoryPage struct {
+	// Messages are in id order, oldest first.
+	Messages []Message
+	// Complete is true when the broker can prove that no message after Since is missing from the
+	// log: nothing after Since was trimmed (by size or age), the log was not lost (a restart
+	// without its data), and Newest did not skip any. With Since zero it means nothing was ever
+	// trimmed from the log.
+	Complete bool
+	// More is true when messages after the last one returned exist (only for !Newest).
+	More bool
+	// LastID is the id of the channel's newest message at the time of the read (zero when the
+	// channel has none). A subscriber that read the page is caught up to LastID.
+	LastID ID
+}
+
+// Handler receives the messages of channels the node has declared interest in. Deliver is called
+// for each channel in id order and never concurrently for the same channel; it must not block for
+// long (it hands the message to the fan-out and returns).
+type Handler interface {
+	Deliver(msg Message)
+}
+
+// Broker stores messages and distributes them to every node. Implementations are safe for
+// concurrent use.
+type Broker interface {
+	// Publish stores one message and hands it to every interested node.
+	Publish(ctx context.Context, req PublishRequest) (PublishResult, error)
+	// PublishBatch stores several messages. Each result or error is for the request at the same
+	// index; messages to the same channel are stored in request order.
+	PublishBatch(ctx context.Context, reqs []PublishRequest) ([]PublishResult, []error)
+	// History reads a channel's log. A channel that never had a message answers an empty,
+	// complete page for Since zero and an incomplete one for any other Since (the position the
+	// client holds came from a log that is gone).
+	History(ctx context.Context, channel string, q HistoryQuery) (HistoryPage, error)
+	// Subscribe declares this node's interest in a channel; it returns once every message
+	// published after it returns is sure to reach the Handler. Calls are counted: the interest
+	// ends when Unsubscribe has been called as many times.
+	Subscribe(ctx context.Context, channel string) error
+	// Unsubscribe withdraws one Subscribe.
+	Unsubscribe(ctx context.Context, channel string) error
+	// Ready reports whether the broker can serve publishes now (nil) or why not.
+	Ready(ctx context.Context) error
+	// Close releases the broker's resources. The broker must not be used afterwards.
+	Close() error
+}
+
+// Errors a broker returns; callers test them with errors.Is.
+var (
+	// ErrUnavailable means the store cannot be reached now; the operation may be retried later
+	// (with the same idempotency key for a publish).
+	ErrUnavailable = errors.New("broker unavailable")
+	// ErrClosed means the broker was closed.
+	ErrClosed = errors.New("broker closed")
+)
+
+// Retention is how much history a channel keeps.
+type Retention struct {
+	// Size is the most messages kept per channel (approximately, for Valkey).
+	Size int
+	// TTL is how long a channel's log lives after its last publish.
+	TTL time.Duration
+}
+
+// RetentionRule applies a Retention to channels whose name starts with Prefix.
+type RetentionRule struct {
+	Prefix string
+	Retention
+}
+
+// RetentionPolicy picks the retention of a channel: the rule with the longest matching prefix,
+// or Default.
+type RetentionPolicy struct {
+	Default Retention
+	Rules   []RetentionRule
+}
+
+// For returns the retention of channel.
+func (p RetentionPolicy) For(channel string) Retention {
+	best, bestLen := p.Default, -1
+	for _, r := range p.Rules {
+		if len(r.Prefix) > bestLen && len(channel) >= len(r.Prefix) && channel[:len(r.Prefix)] == r.Prefix {
+			best, bestLen = r.Retention, len(r.Prefix)
+		}
+	}
+	return best
+}
+
+// DefaultRetention is herald's default: 1000 messages, kept 24 hours after the last publish.
+var DefaultRetention = Retention{Size: 1000, TTL: 24 * time.Hour}
+
+// DefaultIdempotencyWindow is how long idempotency keys are remembered by default.
+const DefaultIdempotencyWindow = 24 * time.Hour
