@@ -1,0 +1,281 @@
+// Package netpoll is herald's small epoll wrapper: it tells a bounded pool of worker goroutines
+// when a registered connection has something to read, can be written again, or hung up, so that an
+// idle connection costs no goroutine and no buffer.
+//
+// Every registration is one-shot (EPOLLONESHOT): after an event is handed to a worker the kernel
+// reports nothing more for that connection until the handler re-arms it, so at most one worker
+// handles a connection at a time and the read path needs no lock.
+//
+// Descriptors are never handled as bare numbers outside a syscall.RawConn's Control callback:
+// Control holds a reference on the descriptor, so a concurrent Close cannot let the number be
+// reused by another connection while epoll_ctl runs. Events carry a registration token, not the
+// descriptor, for the same reason.
+package netpoll
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event is a set of readiness conditions.
+type Event uint32
+
+// Conditions a handler is told about.
+const (
+	// Readable: bytes (or EOF) are waiting to be read.
+	Readable Event = 1 << iota
+	// Writable: the socket accepts writes again.
+	Writable
+	// HangUp: the peer closed its side or the connection failed.
+	HangUp
+)
+
+// Handler handles the events of one registered connection. HandleEvent runs on a worker
+// goroutine; it must not block for long (a worker that waits starves other connections), and it
+// must call Desc.Arm when it wants further events.
+type Handler interface {
+	HandleEvent(ev Event)
+}
+
+// ErrClosed is returned by calls on a closed Poller.
+var ErrClosed = errors.New("netpoll: poller closed")
+
+// Poller is one epoll instance, the goroutine that waits on it, and the worker pool that runs
+// handlers.
+type Poller struct {
+	epfd   int
+	wakeFd int // eventfd that interrupts epoll_wait on Close
+
+	mu       sync.RWMutex // guards handlers, nextTok and closed
+	handlers map[uint64]Handler
+	nextTok  uint64
+	closed   bool
+
+	work     chan job
+	loopDone chan struct{}
+	workers  sync.WaitGroup
+}
+
+type job struct {
+	h  Handler
+	ev Event
+}
+
+// wakeToken marks the eventfd's events; registration tokens start at 1.
+const wakeToken = 0
+
+// Config sizes a Poller.
+type Config struct {
+	// Workers is the number of goroutines that run handlers; 0 means 16 per CPU (at least 32).
+	// Handlers may wait briefly on the broker (a history read on subscribe), so the pool is
+	// larger than the CPU count.
+	Workers int
+	// Queue is the number of events that may wait for a worker; 0 means 4096.
+	Queue int
+}
+
+// New creates a poller and starts its wait loop and workers.
+func New(cfg Config) (*Poller, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = max(32, 16*runtime.GOMAXPROCS(0))
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 4096
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: epoll_create1: %w", err)
+	}
+	wakeFd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("netpoll: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	setToken(&ev, wakeToken)
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakeFd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakeFd)
+		return nil, fmt.Errorf("netpoll: register eventfd: %w", err)
+	}
+	p := &Poller{
+		epfd:     epfd,
+		wakeFd:   wakeFd,
+		handlers: make(map[uint64]Handler),
+		nextTok:  wakeToken + 1,
+		work:     make(chan job, cfg.Queue),
+		loopDone: make(chan struct{}),
+	}
+	p.workers.Add(cfg.Workers)
+	for range cfg.Workers {
+		go p.runWorker()
+	}
+	go p.loop()
+	return p, nil
+}
+
+// Desc is one connection's registration.
+type Desc struct {
+	p     *Poller
+	rc    syscall.RawConn
+	token uint64
+}
+
+// Register adds conn to the poller, armed for Readable (and HangUp). The handler is called for
+// its events until Unregister. conn must be a socket whose descriptor the caller keeps open
+// (a *net.TCPConn, for example).
+func (p *Poller) Register(conn syscall.Conn, h Handler) (*Desc, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("netpoll: %w", err)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	tok := p.nextTok
+	p.nextTok++
+	p.handlers[tok] = h
+	p.mu.Unlock()
+
+	d := &Desc{p: p, rc: rc, token: tok}
+	if err := d.ctl(unix.EPOLL_CTL_ADD, Readable); err != nil {
+		p.forget(tok)
+		return nil, err
+	}
+	return d, nil
+}
+
+// Arm asks for the next event: Readable (with HangUp) always, Writable too when want includes it.
+// Call it once the handler is done with the previous event.
+func (d *Desc) Arm(want Event) error {
+	return d.ctl(unix.EPOLL_CTL_MOD, want|Readable)
+}
+
+// Unregister removes the connection from the poller. Events already taken from the kernel may
+// still reach the handler; handlers must tolerate an event after Unregister.
+func (d *Desc) Unregister() {
+	d.p.forget(d.token)
+	// The descriptor may already be closed (then the kernel dropped it from the set by itself).
+	_ = d.ctl(unix.EPOLL_CTL_DEL, 0)
+}
+
+func (d *Desc) ctl(op int, want Event) error {
+	ev := unix.EpollEvent{Events: unix.EPOLLONESHOT | unix.EPOLLRDHUP}
+	if want&Readable != 0 {
+		ev.Events |= unix.EPOLLIN
+	}
+	if want&Writable != 0 {
+		ev.Events |= unix.EPOLLOUT
+	}
+	setToken(&ev, d.token)
+	var opErr error
+	err := d.rc.Control(func(fd uintptr) {
+		opErr = unix.EpollCtl(d.p.epfd, op, int(fd), &ev)
+	})
+	if err == nil {
+		err = opErr
+	}
+	if err != nil {
+		return fmt.Errorf("netpoll: epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+func (p *Poller) forget(tok uint64) {
+	p.mu.Lock()
+	delete(p.handlers, tok)
+	p.mu.Unlock()
+}
+
+// Len returns the number of registered connections.
+func (p *Poller) Len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.handlers)
+}
+
+// Close stops the wait loop and the workers after the events already queued were handled.
+// Registered connections are not closed; their owners close them.
+func (p *Poller) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+
+	var one = [8]byte{1}
+	_, _ = unix.Write(p.wakeFd, one[:])
+	<-p.loopDone
+	close(p.work)
+	p.workers.Wait()
+	unix.Close(p.wakeFd)
+	return unix.Close(p.epfd)
+}
+
+func (p *Poller) loop() {
+	defer close(p.loopDone)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			// Nothing sensible can continue without the epoll instance.
+			panic(fmt.Sprintf("netpoll: epoll_wait: %v", err))
+		}
+		for i := range n {
+			tok := token(&events[i])
+			if tok == wakeToken {
+				return
+			}
+			p.mu.RLock()
+			h := p.handlers[tok]
+			p.mu.RUnlock()
+			if h == nil {
+				continue // unregistered after the kernel reported the event
+			}
+			p.work <- job{h: h, ev: translate(events[i].Events)}
+		}
+	}
+}
+
+func (p *Poller) runWorker() {
+	defer p.workers.Done()
+	for j := range p.work {
+		j.h.HandleEvent(j.ev)
+	}
+}
+
+func translate(e uint32) Event {
+	var ev Event
+	if e&(unix.EPOLLIN|unix.EPOLLPRI) != 0 {
+		ev |= Readable
+	}
+	if e&unix.EPOLLOUT != 0 {
+		ev |= Writable
+	}
+	if e&(unix.EPOLLHUP|unix.EPOLLRDHUP|unix.EPOLLERR) != 0 {
+		ev |= HangUp
+	}
+	return ev
+}
+
+// The kernel's epoll_data is 64 bits; x/sys/unix splits it into Fd and Pad.
+func setToken(ev *unix.EpollEvent, tok uint64) {
+	ev.Fd = int32(uint32(tok))
+	ev.Pad = int32(uint32(tok >> 32))
+}
+
+func token(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
