@@ -1,0 +1,351 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/herald-gateway/herald/gateway/netpoll"
+	"golang.org/x/sys/unix"
+)
+
+// conn is the part of a WebSocket or SSE connection that the epoll core drives: event handling,
+// non-blocking reads and writes, the bounded outbound queue, and closing.
+//
+// Concurrency contract:
+//   - Event handling: one goroutine at a time (evMu's busy flag; the registration is one-shot).
+//     Read-side state of the protocol (decoder, rate window) belongs to that goroutine.
+//   - wmu guards every field in "write state" and every write to the socket. Writes never block:
+//     a write the socket does not take whole is queued and EPOLLOUT armed. Closing the socket also
+//     happens under wmu, which is why writes may use the raw descriptor fd.
+//   - The heartbeat wheel's slot lock guards wheelPrev/wheelNext.
+type conn struct {
+	gw     *Gateway
+	id     uint64
+	kind   sinkKind
+	netc   net.Conn
+	rc     syscall.RawConn
+	fd     int // valid for writes while !closed, under wmu
+	desc   *netpoll.Desc
+	proto  protocol
+	reason string // why it closed; set once under wmu
+
+	// event state
+	evMu      sync.Mutex
+	busy      bool
+	pendingEv netpoll.Event
+
+	// write state, guarded by wmu
+	wmu        sync.Mutex
+	queue      [][]byte // unwritten bytes; slices may be shared with other connections: read-only
+	queued     int      // bytes in queue
+	closed     bool
+	closeAfter bool // close once the queue is written (a graceful close in progress)
+
+	// liveness, read by the heartbeat wheel
+	lastSeen  atomic.Int64 // wheel tick of the last bytes received
+	wheelPrev *conn
+	wheelNext *conn
+	slot      int
+}
+
+// protocol is what a WebSocket or SSE session adds to conn.
+type protocol interface {
+	// onData handles bytes the client sent. A returned error closes the connection.
+	onData(p []byte) error
+	// closeFrame returns the bytes to send before closing for a reason, or nil.
+	closeFrame(c closeCause) []byte
+	// cleanup releases the session's subscriptions after the socket closed.
+	cleanup()
+	// heartbeat is called by the wheel about every heartbeat interval.
+	heartbeat(now int64)
+}
+
+// closeCause says why the gateway ends a connection.
+type closeCause struct {
+	code   uint16 // WebSocket close code
+	reason string // human-readable, sent in the close frame
+	metric string // label of herald_disconnects_total
+	// retryAfter is the reconnect hint of a shutdown (SSE sends it as the retry field).
+	retryAfter time.Duration
+}
+
+var errWouldBlock = errors.New("would block")
+
+// readBufSize is the size of the pooled buffers that reads use; no connection keeps one.
+const readBufSize = 16 << 10
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// HandleEvent implements netpoll.Handler.
+func (c *conn) HandleEvent(ev netpoll.Event) {
+	c.evMu.Lock()
+	if c.busy {
+		c.pendingEv |= ev
+		c.evMu.Unlock()
+		return
+	}
+	c.busy = true
+	c.evMu.Unlock()
+	for {
+		if ev&netpoll.Writable != 0 {
+			c.flush()
+		}
+		if ev&(netpoll.Readable|netpoll.HangUp) != 0 {
+			c.readAvailable()
+		}
+		c.evMu.Lock()
+		if c.pendingEv == 0 {
+			c.busy = false
+			c.evMu.Unlock()
+			break
+		}
+		ev, c.pendingEv = c.pendingEv, 0
+		c.evMu.Unlock()
+	}
+	c.rearm()
+}
+
+// rearm asks epoll for the next event. It runs under wmu so that the interest it sets reflects
+// the queue as the last writer left it.
+func (c *conn) rearm() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return
+	}
+	want := netpoll.Readable
+	if len(c.queue) > 0 {
+		want |= netpoll.Writable
+	}
+	if err := c.desc.Arm(want); err != nil {
+		c.closeLocked(causeIO)
+	}
+}
+
+// readAvailable reads what the socket holds, up to a budget so one busy client cannot hold a
+// worker, and hands it to the protocol.
+func (c *conn) readAvailable() {
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	buf := *bp
+	for range 4 {
+		n, err := c.read(buf)
+		if n > 0 {
+			c.lastSeen.Store(c.gw.wheel.now())
+			if perr := c.proto.onData(buf[:n]); perr != nil {
+				c.close(causeFromError(perr))
+				return
+			}
+		}
+		switch {
+		case errors.Is(err, errWouldBlock):
+			return
+		case err != nil:
+			c.close(causeIO)
+			return
+		case n == 0:
+			c.close(causePeerClosed)
+			return
+		}
+	}
+}
+
+func (c *conn) read(buf []byte) (int, error) {
+	var n int
+	var rerr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Read(int(fd), buf)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr == unix.EAGAIN {
+		return 0, errWouldBlock
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, rerr
+}
+
+// write sends a then b (either may be empty). The slices must stay unchanged afterwards: what
+// the socket does not take is queued by reference. It reports false when the connection is closed.
+func (c *conn) write(a, b []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.writeLocked(a, b)
+}
+
+// writeLocked is write with wmu held.
+func (c *conn) writeLocked(a, b []byte) bool {
+	if c.closed || c.closeAfter {
+		return !c.closed
+	}
+	if len(c.queue) > 0 {
+		c.enqueue(a, b)
+		return !c.closed
+	}
+	n, err := c.writeNow(a, b)
+	if err != nil {
+		c.closeLocked(causeIO)
+		return false
+	}
+	if n == len(a)+len(b) {
+		return true
+	}
+	if n < len(a) {
+		c.enqueue(a[n:], b)
+	} else {
+		c.enqueue(nil, b[n-len(a):])
+	}
+	if !c.closed {
+		if err := c.desc.Arm(netpoll.Readable | netpoll.Writable); err != nil {
+			c.closeLocked(causeIO)
+		}
+	}
+	return !c.closed
+}
+
+func (c *conn) enqueue(a, b []byte) {
+	for _, p := range [2][]byte{a, b} {
+		if len(p) > 0 {
+			c.queue = append(c.queue, p)
+			c.queued += len(p)
+		}
+	}
+	if c.queued > c.gw.cfg.QueueBytes {
+		c.gw.metrics.SlowConsumerDisconnects.Inc()
+		c.queue, c.queued = nil, 0
+		c.closeLocked(causeSlow)
+	}
+}
+
+// writeNow makes one non-blocking write attempt and returns how much the socket took.
+func (c *conn) writeNow(a, b []byte) (int, error) {
+	var n int
+	var err error
+	switch {
+	case len(b) == 0:
+		n, err = unix.Write(c.fd, a)
+	case len(a) == 0:
+		n, err = unix.Write(c.fd, b)
+	default:
+		n, err = unix.Writev(c.fd, [][]byte{a, b})
+	}
+	if err == unix.EAGAIN || err == unix.EINTR {
+		return 0, nil
+	}
+	if n < 0 {
+		n = 0
+	}
+	return n, err
+}
+
+// flush writes queued bytes after EPOLLOUT said the socket has room.
+func (c *conn) flush() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for len(c.queue) > 0 && !c.closed {
+		p := c.queue[0]
+		n, err := c.writeNow(p, nil)
+		if err != nil {
+			c.closeLocked(causeIO)
+			return
+		}
+		c.queued -= n
+		if n < len(p) {
+			c.queue[0] = p[n:]
+			return
+		}
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+	}
+	if len(c.queue) == 0 {
+		c.queue = nil // let the backing array go: an idle connection holds no buffer
+		if c.closeAfter && !c.closed {
+			c.closeLocked(closeCause{})
+		}
+	}
+}
+
+// close ends the connection now for cause (sending the protocol's close frame if the socket
+// takes it).
+func (c *conn) close(cause closeCause) {
+	c.wmu.Lock()
+	c.closeLocked(cause)
+	c.wmu.Unlock()
+}
+
+// closeGracefully queues the protocol's close frame after what is already queued and closes once
+// it is written (or when the shutdown deadline closes it hard).
+func (c *conn) closeGracefully(cause closeCause) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed || c.closeAfter {
+		return
+	}
+	c.reason = cause.metric
+	if f := c.proto.closeFrame(cause); len(f) > 0 {
+		c.writeLocked(f, nil)
+	}
+	if c.closed {
+		return
+	}
+	if len(c.queue) == 0 {
+		c.closeLocked(closeCause{})
+		return
+	}
+	c.closeAfter = true
+}
+
+// closeLocked closes the socket; the session's cleanup runs later on the janitor, because the
+// caller may hold hub locks that cleanup needs. wmu must be held.
+func (c *conn) closeLocked(cause closeCause) {
+	if c.closed {
+		return
+	}
+	if c.reason == "" {
+		c.reason = cause.metric
+	}
+	if !c.closeAfter && cause.metric != "" {
+		if f := c.proto.closeFrame(cause); len(f) > 0 && len(c.queue) == 0 {
+			_, _ = c.writeNow(f, nil) // best effort: a full socket buffer loses it
+		}
+	}
+	c.closed = true
+	c.queue, c.queued = nil, 0
+	_ = c.netc.Close()
+	c.gw.retire(c)
+}
+
+// isClosed reports whether the connection was closed.
+func (c *conn) isClosed() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.closed
+}
+
+// Close causes.
+var (
+	causeIO         = closeCause{metric: "io_error"} // code 0: nothing is sent
+	causePeerClosed = closeCause{metric: "client_closed"}
+	causeSlow       = closeCause{code: 4008, reason: "slow consumer: resume from your last id", metric: "slow_consumer"}
+)
+
+// causeError is an error that carries how to close the connection.
+type causeError struct{ cause closeCause }
+
+func (e *causeError) Error() string { return e.cause.reason }
+
+func causeFromError(err error) closeCause {
+	var ce *causeError
+	if errors.As(err, &ce) {
+		return ce.cause
+	}
+	return closeCause{code: 1011, reason: "internal error", metric: "internal_error"}
+}

@@ -1,0 +1,228 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"))
+}
+
+func TestWebSocketAuthFrameSinceThenLive(t *testing.T) {
+	e := newEnv(t)
+	first := e.publish("orders:42", `{"n":1}`)
+	second := e.publish("orders:42", `{"n":2}`)
+	third := e.publish("orders:42", `{"n":3}`)
+
+	c := e.dialWS(nil)
+	c.auth(e.token([]string{"orders:*"}, nil, time.Hour))
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "orders:42", "since": first.String()})
+	sub := c.expect("subscribed")
+	if sub["recovered"] != true || sub["id"] != float64(1) || sub["last_id"] != third.String() {
+		t.Fatalf("subscribed frame %v", sub)
+	}
+	for _, want := range []string{second.String(), third.String()} {
+		m := c.expect("message")
+		if m["id"] != want || m["channel"] != "orders:42" {
+			t.Fatalf("replayed %v, want id %s", m, want)
+		}
+	}
+	live := e.publish("orders:42", `{"n":4}`)
+	m := c.expect("message")
+	if m["id"] != live.String() || m["data"].(map[string]any)["n"] != float64(4) {
+		t.Fatalf("live %v", m)
+	}
+}
+
+func TestWebSocketBearerHeaderAndPublish(t *testing.T) {
+	e := newEnv(t)
+	c := e.dialWS(bearer(e.token([]string{"chat:*"}, []string{"chat:*"}, time.Hour)))
+	if m := c.expect("connected"); !strings.HasPrefix(m["session"].(string), "s-") || m["expires_in"].(float64) < 3500 {
+		t.Fatalf("connected %v", m)
+	}
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "chat:lobby"})
+	c.expect("subscribed")
+	c.send(map[string]any{"type": "publish", "id": 2, "channel": "chat:lobby", "event": "said", "data": map[string]any{"text": "hi"}})
+	// The ack and the message may come in either order.
+	got := map[string]map[string]any{}
+	for range 2 {
+		m := c.next()
+		got[m["type"].(string)] = m
+	}
+	ack, msg := got["ack"], got["message"]
+	if ack == nil || msg == nil || ack["message_id"] != msg["id"] || msg["event"] != "said" || ack["id"] != float64(2) {
+		t.Fatalf("ack %v message %v", ack, msg)
+	}
+	c.send(map[string]any{"type": "ping", "id": 3})
+	if m := c.expect("pong"); m["id"] != float64(3) {
+		t.Fatalf("pong %v", m)
+	}
+	c.send(map[string]any{"type": "unsubscribe", "id": 4, "channel": "chat:lobby"})
+	c.expect("unsubscribed")
+	waitFor(t, 2*time.Second, func() bool { return e.gw.Subscribers("chat:lobby") == 0 }, "subscriber count drops")
+}
+
+func TestSSELiveThenResumeExactlyTheMissed(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"orders:42"}, nil, time.Hour)
+	c, resp := e.openSSE("channel=orders:42&access_token="+tok, nil)
+	if c == nil {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	for k, want := range map[string]string{"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		if got := resp.Header.Get(k); got != want {
+			t.Fatalf("%s = %q, want %q", k, got, want)
+		}
+	}
+	waitFor(t, 2*time.Second, func() bool { return e.gw.Subscribers("orders:42") == 1 }, "subscribed")
+	id := e.publish("orders:42", `{"status":"paid"}`)
+	ev := c.next()
+	if ch, mid, data := ev.message(t); ch != "orders:42" || mid != id.String() || data != `{"status":"paid"}` || ev.id != id.String() {
+		t.Fatalf("event %+v", ev)
+	}
+	if c.retryMs() <= 0 {
+		t.Fatal("no retry field")
+	}
+	last := c.lastID()
+	c.close()
+	var missed []string
+	for i := range 3 {
+		missed = append(missed, e.publish("orders:42", fmt.Sprintf(`{"n":%d}`, i)).String())
+	}
+	c2, _ := e.openSSE("channel=orders:42", http.Header{"Last-Event-Id": {last}, "Authorization": {"Bearer " + tok}})
+	for _, want := range missed {
+		ev := c2.next()
+		if _, mid, _ := ev.message(t); mid != want || ev.event != "" {
+			t.Fatalf("resumed event %+v, want id %s", ev, want)
+		}
+	}
+	live := e.publish("orders:42", `{"n":"live"}`)
+	if _, mid, _ := c2.next().message(t); mid != live.String() {
+		t.Fatalf("live after resume %s, want %s", mid, live)
+	}
+}
+
+func TestSSEGapWhenHistoryTrimmed(t *testing.T) {
+	e := newEnv(t, withRetention(10, time.Hour))
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	first := e.publish("feed", `1`)
+	var ids []string
+	for i := range 50 {
+		ids = append(ids, e.publish("feed", fmt.Sprint(i)).String())
+	}
+	c, _ := e.openSSE("channel=feed", http.Header{"Last-Event-Id": {first.String()}, "Authorization": {"Bearer " + tok}})
+	ev := c.next()
+	if ev.event != "herald.gap" || ev.data != `{"channel":"feed"}` {
+		t.Fatalf("first event %+v, want herald.gap", ev)
+	}
+	for _, want := range ids[40:] {
+		if _, mid, _ := c.next().message(t); mid != want {
+			t.Fatalf("got %s want %s", mid, want)
+		}
+	}
+}
+
+func TestSSEMultiChannelCursorResumes(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	c, _ := e.openSSE("channel=a&channel=b&access_token="+tok, nil)
+	waitFor(t, 2*time.Second, func() bool { return e.gw.Subscribers("b") == 1 }, "subscribed")
+	e.publish("a", `"a1"`)
+	e.publish("b", `"b1"`)
+	c.next()
+	c.next()
+	cursor := c.lastID()
+	if strings.Count(cursor, ",") != 1 {
+		t.Fatalf("cursor %q", cursor)
+	}
+	c.close()
+	a2 := e.publish("a", `"a2"`)
+	b2 := e.publish("b", `"b2"`)
+	c2, _ := e.openSSE("channel=a&channel=b&access_token="+tok, http.Header{"Last-Event-Id": {cursor}})
+	got := map[string]string{}
+	for range 2 {
+		ch, id, _ := c2.next().message(t)
+		got[ch] = id
+	}
+	if got["a"] != a2.String() || got["b"] != b2.String() {
+		t.Fatalf("resumed %v", got)
+	}
+}
+
+func TestSSEPinsCursorBeforeFirstMessage(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	before := e.publish("quiet", `0`)
+	c, _ := e.openSSE("channel=quiet&access_token="+tok, nil)
+	waitFor(t, 2*time.Second, func() bool { return c.lastID() != "" }, "the stream pins Last-Event-ID")
+	if c.lastID() != before.String() {
+		t.Fatalf("pinned %q, want %s", c.lastID(), before)
+	}
+}
+
+func TestLongPollResumeAndWait(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	first := e.publish("jobs", `1`)
+	second := e.publish("jobs", `2`)
+	resp := e.poll(t, "channel=jobs&since="+first.String()+"&access_token="+tok)
+	if len(resp.Messages) != 1 || resp.Messages[0].ID != second.String() || !resp.Recovered || resp.Cursor != second.String() {
+		t.Fatalf("poll %+v", resp)
+	}
+	// Nothing new: the request waits until a message comes.
+	done := make(chan pollResponse)
+	go func() { done <- e.poll(t, "channel=jobs&since="+resp.Cursor+"&access_token="+tok) }()
+	waitFor(t, 2*time.Second, func() bool { return e.gw.hub.lookup("jobs") != nil }, "poll waiting")
+	third := e.publish("jobs", `3`)
+	got := <-done
+	if len(got.Messages) != 1 || got.Messages[0].ID != third.String() {
+		t.Fatalf("woken poll %+v", got)
+	}
+	// Timeout with nothing: empty list, same cursor.
+	empty := e.poll(t, "channel=jobs&timeout=0&since="+got.Cursor+"&access_token="+tok)
+	if len(empty.Messages) != 0 || empty.Cursor != third.String() {
+		t.Fatalf("empty poll %+v", empty)
+	}
+}
+
+func TestLongPollGap(t *testing.T) {
+	e := newEnv(t, withRetention(10, time.Hour))
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	first := e.publish("feed", `0`)
+	for i := range 50 {
+		e.publish("feed", fmt.Sprint(i))
+	}
+	resp := e.poll(t, "channel=feed&since="+first.String()+"&access_token="+tok)
+	if resp.Recovered || len(resp.Gaps) != 1 || len(resp.Messages) != 10 {
+		t.Fatalf("poll %+v", resp)
+	}
+}
+
+func (e *testEnv) poll(t *testing.T, query string) pollResponse {
+	resp, err := http.Get("http://" + e.addr + "/v1/poll?" + query)
+	if err != nil {
+		t.Error(err)
+		return pollResponse{}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Errorf("poll status %d: %s", resp.StatusCode, body)
+		return pollResponse{}
+	}
+	var out pollResponse
+	if err := json.Unmarshal(body, &out); err != nil {
+		t.Errorf("poll body %q: %v", body, err)
+	}
+	return out
+}

@@ -1,0 +1,385 @@
+// Package gateway is herald's connection core: the hub that maps channels to local
+// subscriptions, the WebSocket, SSE and long-poll sessions, fan-out, heartbeats and
+// backpressure. WebSocket and SSE connections are driven by epoll (package netpoll), so an idle
+// connection holds no goroutine and no buffer.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/api/cors"
+	"github.com/herald-gateway/herald/api/problem"
+	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/herald-gateway/herald/gateway/metrics"
+	"github.com/herald-gateway/herald/gateway/netpoll"
+)
+
+// Verifier checks a credential and says what it allows (implemented by *auth.Verifier).
+type Verifier interface {
+	Verify(ctx context.Context, token string) (*auth.Claims, error)
+}
+
+// Config tunes the gateway. Zero fields take the defaults in brackets.
+type Config struct {
+	Auth    Verifier         // required
+	Metrics *metrics.Metrics // required
+	CORS    cors.Policy
+	Logger  *slog.Logger
+
+	MaxChannelsPerConn int           // channels per connection [128]
+	ReplayCap          int           // messages replayed per subscribe [1000]
+	MaxFrameBytes      int           // largest client WebSocket message [64 KiB]
+	MaxMessageBytes    int           // largest published data [64 KiB]
+	FrameRateLimit     int           // client frames per FrameRateWindow [100]
+	FrameRateWindow    time.Duration // [10s]
+	QueueBytes         int           // outbound bytes queued per connection before 4008 [1 MiB]
+	Heartbeat          time.Duration // ping / SSE comment interval [15s]
+	Tick               time.Duration // heartbeat wheel resolution [1s]
+	AuthTimeout        time.Duration // time to send the auth frame [10s]
+	RefreshBefore      time.Duration // send "refresh" this long before the token expires [60s]
+	SSERetry           time.Duration // the SSE retry field [2s]
+	PollTimeout        time.Duration // default long-poll wait [25s]
+	PollTimeoutMax     time.Duration // longest long-poll wait [60s]
+	BrokerTimeout      time.Duration // per broker call made for a client [5s]
+	ShutdownJitter     time.Duration // spread of reconnect hints on shutdown [5s]
+	Workers            int           // epoll worker goroutines [netpoll default]
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxChannelsPerConn, 128)
+	def(&c.ReplayCap, 1000)
+	def(&c.MaxFrameBytes, 64<<10)
+	def(&c.MaxMessageBytes, 64<<10)
+	def(&c.FrameRateLimit, 100)
+	def(&c.QueueBytes, 1<<20)
+	defDur(&c.FrameRateWindow, 10*time.Second)
+	defDur(&c.Heartbeat, 15*time.Second)
+	defDur(&c.Tick, time.Second)
+	defDur(&c.AuthTimeout, 10*time.Second)
+	defDur(&c.RefreshBefore, 60*time.Second)
+	defDur(&c.SSERetry, 2*time.Second)
+	defDur(&c.PollTimeout, 25*time.Second)
+	defDur(&c.PollTimeoutMax, 60*time.Second)
+	defDur(&c.BrokerTimeout, 5*time.Second)
+	defDur(&c.ShutdownJitter, 5*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Gateway serves subscribers. Create it with New, hand it to the broker as its Handler, then call
+// Start with that broker.
+type Gateway struct {
+	cfg     Config
+	auth    Verifier
+	metrics *metrics.Metrics
+	log     *slog.Logger
+	broker  broker.Broker
+	hub     *Hub
+	poller  *netpoll.Poller
+	wheel   *wheel
+
+	nextID   atomic.Uint64
+	draining atomic.Bool
+	stopping chan struct{} // closed when Shutdown begins: long-polls return
+
+	authMu      sync.Mutex
+	pendingAuth map[*wsSession]int64 // unauthenticated sessions and their deadline tick
+
+	retireMu    sync.Mutex
+	retired     []*conn
+	retireWake  chan struct{}
+	janitorStop chan struct{}
+	janitorDone chan struct{}
+	polls       sync.WaitGroup
+}
+
+// New creates a gateway. It serves nothing until Start.
+func New(cfg Config) (*Gateway, error) {
+	cfg.setDefaults()
+	if cfg.Auth == nil || cfg.Metrics == nil {
+		return nil, fmt.Errorf("gateway: Auth and Metrics are required")
+	}
+	p, err := netpoll.New(netpoll.Config{Workers: cfg.Workers})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g := &Gateway{
+		cfg: cfg, auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Logger,
+		hub: newHub(cfg.Metrics), poller: p,
+		stopping:    make(chan struct{}),
+		pendingAuth: make(map[*wsSession]int64),
+		retireWake:  make(chan struct{}, 1),
+		janitorStop: make(chan struct{}),
+		janitorDone: make(chan struct{}),
+	}
+	g.wheel = newWheel(cfg.Heartbeat, cfg.Tick, g.checkAuthDeadlines)
+	go g.janitor()
+	return g, nil
+}
+
+// Deliver implements broker.Handler.
+func (g *Gateway) Deliver(msg broker.Message) { g.hub.Deliver(msg) }
+
+// Start attaches the broker (created with this gateway as its Handler). Call it once, before
+// serving.
+func (g *Gateway) Start(b broker.Broker) {
+	g.broker = b
+	g.hub.broker = b
+}
+
+// Subscribers returns the number of this node's subscriptions to channel.
+func (g *Gateway) Subscribers(channel string) int { return g.hub.Subscribers(channel) }
+
+// Connections returns the number of open WebSocket and SSE connections.
+func (g *Gateway) Connections() int { return g.wheel.len() }
+
+// adopt makes c the gateway's: it fills the connection fields and counts it. It returns false
+// (and closes netc) when netc is not a plain socket the epoll core can drive.
+func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol) bool {
+	sc, ok := netc.(syscall.Conn)
+	if !ok {
+		g.log.Error("connection is not a socket (TLS must be terminated in front of herald)", "remote", netc.RemoteAddr().String())
+		netc.Close()
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		netc.Close()
+		return false
+	}
+	_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
+	c.gw, c.netc, c.rc, c.kind, c.proto = g, netc, rc, kind, proto
+	c.id = g.nextID.Add(1)
+	c.lastSeen.Store(g.wheel.now())
+	g.wheel.add(c)
+	g.metrics.Connections.WithLabelValues(kindName(kind)).Inc()
+	return true
+}
+
+// start registers an adopted connection with epoll.
+func (g *Gateway) start(c *conn) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closed {
+		return
+	}
+	desc, err := g.poller.Register(c.netc.(syscall.Conn), c)
+	if err != nil {
+		c.closeLocked(closeCause{code: 1011, reason: "internal error", metric: "internal_error"})
+		return
+	}
+	c.desc = desc
+	if len(c.queue) > 0 {
+		if err := desc.Arm(netpoll.Readable | netpoll.Writable); err != nil {
+			c.closeLocked(causeIO)
+		}
+	}
+}
+
+// retire queues a closed connection for cleanup on the janitor. It never blocks: the caller
+// holds the connection's write lock and possibly hub locks.
+func (g *Gateway) retire(c *conn) {
+	g.retireMu.Lock()
+	g.retired = append(g.retired, c)
+	g.retireMu.Unlock()
+	select {
+	case g.retireWake <- struct{}{}:
+	default:
+	}
+}
+
+func (g *Gateway) janitor() {
+	defer close(g.janitorDone)
+	for {
+		open := true
+		select {
+		case <-g.retireWake:
+		case <-g.janitorStop:
+			open = false
+		}
+		g.retireMu.Lock()
+		batch := g.retired
+		g.retired = nil
+		g.retireMu.Unlock()
+		for _, c := range batch {
+			if c.desc != nil {
+				c.desc.Unregister()
+			}
+			g.wheel.remove(c)
+			if ws, ok := c.proto.(*wsSession); ok {
+				g.authDone(ws)
+			}
+			c.proto.cleanup()
+			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
+			g.metrics.Disconnects.WithLabelValues(c.reason).Inc()
+		}
+		if !open {
+			return
+		}
+	}
+}
+
+func (g *Gateway) awaitAuth(s *wsSession) {
+	g.authMu.Lock()
+	g.pendingAuth[s] = g.wheel.now() + int64(g.cfg.AuthTimeout/g.cfg.Tick)
+	g.authMu.Unlock()
+}
+
+func (g *Gateway) authDone(s *wsSession) {
+	g.authMu.Lock()
+	delete(g.pendingAuth, s)
+	g.authMu.Unlock()
+}
+
+func (g *Gateway) checkAuthDeadlines(now int64) {
+	var late []*wsSession
+	g.authMu.Lock()
+	for s, deadline := range g.pendingAuth {
+		if now >= deadline {
+			late = append(late, s)
+			delete(g.pendingAuth, s)
+		}
+	}
+	g.authMu.Unlock()
+	for _, s := range late {
+		s.close(closeCause{code: 1008, reason: "no auth frame in time", metric: "auth_timeout"})
+	}
+}
+
+// join subscribes a session to channel and reads what it must replay. since nil means live only.
+// The subscription buffers live messages until the caller writes the replay and calls goLive.
+func (g *Gateway) join(ctx context.Context, channel string, s sink, kind sinkKind, since *broker.ID) (*subscription, broker.HistoryPage, error) {
+	sub, err := g.hub.subscribe(ctx, channel, s, kind)
+	if err != nil {
+		return nil, broker.HistoryPage{}, err
+	}
+	q := broker.HistoryQuery{Newest: true}
+	if since != nil {
+		q.Since, q.Limit = *since, g.cfg.ReplayCap
+	}
+	page, err := g.broker.History(ctx, channel, q)
+	if err != nil {
+		g.hub.remove(sub)
+		return nil, broker.HistoryPage{}, err
+	}
+	if since == nil {
+		page.Complete = true // live only: there is nothing to recover
+	} else if !page.Complete {
+		g.metrics.Gaps.Inc()
+	}
+	return sub, page, nil
+}
+
+func (g *Gateway) replayed(n int) {
+	if n > 0 {
+		g.metrics.Replayed.Add(float64(n))
+		g.metrics.Deliveries.Add(float64(n))
+	}
+}
+
+// checkPublish validates a client publish; it returns an error code and message, or "".
+func (g *Gateway) checkPublish(req broker.PublishRequest, claims *auth.Claims) (code, msg string) {
+	switch {
+	case !broker.ValidChannel(req.Channel):
+		return "invalid-channel", "invalid channel name " + quote(req.Channel)
+	case !claims.CanPublish(req.Channel):
+		return "forbidden", "token does not allow publishing to " + req.Channel
+	case len(req.Data) == 0:
+		return "invalid-data", `"data" is required`
+	case len(req.Data) > g.cfg.MaxMessageBytes:
+		return "message-too-large", "data exceeds " + itoa(g.cfg.MaxMessageBytes) + " bytes"
+	case req.Event != "" && !broker.ValidEvent(req.Event):
+		return "invalid-event", "invalid event name " + quote(req.Event)
+	case len(req.IdempotencyKey) > 255:
+		return "invalid-idempotency-key", "idempotency_key is longer than 255 bytes"
+	}
+	return "", ""
+}
+
+// Shutdown stops accepting subscribers, tells every connected client to reconnect elsewhere
+// after a jittered delay (WebSocket 1001, SSE retry), waits for their queues to drain until ctx
+// ends, then closes what is left and stops the core. Call it after the HTTP server stopped
+// accepting.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	if g.draining.Swap(true) {
+		return nil
+	}
+	close(g.stopping)
+	g.wheel.each(func(c *conn) {
+		jitter := time.Duration(rand.Int64N(int64(g.cfg.ShutdownJitter) + 1))
+		c.closeGracefully(shutdownCause(jitter))
+	})
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for g.wheel.len() > 0 {
+		select {
+		case <-ctx.Done():
+			g.wheel.each(func(c *conn) { c.close(closeCause{code: 1001, reason: "shutdown", metric: "shutdown"}) })
+		case <-poll.C:
+			continue
+		}
+		break
+	}
+	g.polls.Wait()
+	// Let the janitor retire the connections closed above before it stops.
+	for deadline := time.Now().Add(2 * time.Second); g.wheel.len() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.wheel.close()
+	close(g.janitorStop)
+	<-g.janitorDone
+	g.hub.close()
+	return g.poller.Close()
+}
+
+func shutdownCause(reconnectAfter time.Duration) closeCause {
+	return closeCause{
+		code:   1001,
+		reason: "reconnect_after_ms=" + strconv.FormatInt(reconnectAfter.Milliseconds(), 10),
+		metric: "shutdown",
+
+		retryAfter: reconnectAfter,
+	}
+}
+
+func kindName(k sinkKind) string {
+	switch k {
+	case kindWS:
+		return "websocket"
+	case kindSSE:
+		return "sse"
+	}
+	return "poll"
+}
+
+func sessionName(id uint64) string { return "s-" + strconv.FormatUint(id, 36) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func unavailable(detail string) *problem.Details {
+	p := problem.New(http.StatusServiceUnavailable, "unavailable", detail)
+	p.RetryAfter = time.Second
+	return p
+}

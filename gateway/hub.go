@@ -1,0 +1,352 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/herald-gateway/herald/gateway/metrics"
+)
+
+// The hub maps channels to the local subscriptions of this node and fans messages out to them.
+//
+// Invariants:
+//   - Per channel, messages reach each subscription in id order, each once: one dispatcher
+//     goroutine owns each channel (chosen by hash), and the seam (subscribe, replay, goLive)
+//     buffers live messages until the replay is written.
+//   - The node's interest in a channel (broker.Subscribe) is confirmed before any history read of
+//     a subscription to it, so a message is either in the history read or arrives live.
+//   - Lock order: shard.mu, then channelState.mu, then subscription.mu, then a connection's write
+//     lock. Nothing called under these locks blocks on the network: connection writes are
+//     non-blocking.
+
+// sinkKind says which wire shape a subscription needs.
+type sinkKind uint8
+
+const (
+	kindWS sinkKind = iota
+	kindSSE
+	kindPoll
+)
+
+// sink receives a subscription's messages. deliver must not block: it writes what the socket
+// takes and queues the rest, or closes a connection whose queue overflowed.
+type sink interface {
+	deliver(sub *subscription, d *delivery)
+}
+
+// maxPending bounds the live messages buffered while a subscription's replay is written.
+const maxPending = 10000
+
+// subscription is one connection's interest in one channel.
+type subscription struct {
+	ch    *channelState
+	sink  sink
+	kind  sinkKind
+	index int // position in ch.subs; guarded by ch.mu
+
+	live     atomic.Bool // set once the replay is written; then offers go straight to the sink
+	mu       sync.Mutex  // guards pending and overflow until live
+	pending  []*delivery
+	overflow bool
+
+	// pos is the id of the newest message written on this subscription. The owning connection
+	// guards it (SSE: its write lock, which also orders the cursor it encodes).
+	pos broker.ID
+}
+
+// offer hands d to the subscription: straight to the sink once live, buffered before.
+func (s *subscription) offer(d *delivery) {
+	if s.live.Load() {
+		s.sink.deliver(s, d)
+		return
+	}
+	s.mu.Lock()
+	if s.live.Load() {
+		s.mu.Unlock()
+		s.sink.deliver(s, d)
+		return
+	}
+	if len(s.pending) < maxPending {
+		s.pending = append(s.pending, d)
+	} else {
+		s.overflow = true
+	}
+	s.mu.Unlock()
+}
+
+// channelState is a channel with local subscribers.
+type channelState struct {
+	name string
+	// refs counts subscriptions and acquisitions in progress; guarded by the shard's mu.
+	refs int
+	// ready is closed once the broker confirmed (or refused, err) the node's interest.
+	ready chan struct{}
+	err   error
+
+	mu   sync.RWMutex // guards subs, nWS, nSSE
+	subs []*subscription
+	nWS  int
+	nSSE int
+
+	// lastID is the newest id dispatched; only the channel's dispatcher touches it.
+	lastID broker.ID
+}
+
+type hubShard struct {
+	mu       sync.Mutex
+	channels map[string]*channelState
+}
+
+const hubShards = 64
+
+// Hub is the node's channel registry and fan-out.
+type Hub struct {
+	broker  broker.Broker
+	metrics *metrics.Metrics
+	seed    maphash.Seed
+	shards  [hubShards]hubShard
+
+	queues  []chan broker.Message
+	done    chan struct{}
+	workers sync.WaitGroup // dispatchers and background unsubscribes
+}
+
+// dispatchQueue is how many messages may wait per dispatcher before Deliver blocks (and with it
+// the publisher: a bounded backlog rather than unbounded latency).
+const dispatchQueue = 4096
+
+func newHub(m *metrics.Metrics) *Hub {
+	h := &Hub{metrics: m, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	for i := range h.shards {
+		h.shards[i].channels = make(map[string]*channelState)
+	}
+	n := runtime.GOMAXPROCS(0)
+	h.queues = make([]chan broker.Message, n)
+	for i := range h.queues {
+		h.queues[i] = make(chan broker.Message, dispatchQueue)
+		h.workers.Add(1)
+		go h.dispatch(h.queues[i])
+	}
+	return h
+}
+
+func (h *Hub) hash(channel string) uint64 { return maphash.String(h.seed, channel) }
+
+func (h *Hub) shard(channel string) *hubShard {
+	return &h.shards[h.hash(channel)%hubShards]
+}
+
+// Deliver implements broker.Handler: it queues msg for its channel's dispatcher.
+func (h *Hub) Deliver(msg broker.Message) {
+	q := h.queues[h.hash(msg.Channel)%uint64(len(h.queues))]
+	select {
+	case q <- msg:
+	case <-h.done:
+	}
+}
+
+func (h *Hub) dispatch(q chan broker.Message) {
+	defer h.workers.Done()
+	for {
+		select {
+		case msg := <-q:
+			h.fanOut(msg)
+		case <-h.done:
+			return
+		}
+	}
+}
+
+func (h *Hub) lookup(channel string) *channelState {
+	sh := h.shard(channel)
+	sh.mu.Lock()
+	cs := sh.channels[channel]
+	sh.mu.Unlock()
+	return cs
+}
+
+func (h *Hub) fanOut(msg broker.Message) {
+	cs := h.lookup(msg.Channel)
+	if cs == nil {
+		return
+	}
+	if !cs.lastID.Less(msg.ID) && !cs.lastID.IsZero() {
+		return // already dispatched (a broker's catch-up after an outage may repeat)
+	}
+	cs.lastID = msg.ID
+	cs.mu.RLock()
+	d := newDelivery(msg, cs.nWS > 0, cs.nSSE > 0)
+	for _, sub := range cs.subs {
+		sub.offer(d)
+	}
+	n := len(cs.subs)
+	cs.mu.RUnlock()
+	h.metrics.Deliveries.Add(float64(n))
+}
+
+// acquire returns the channel's state with the node's broker interest confirmed, counting one
+// reference that release gives back.
+func (h *Hub) acquire(ctx context.Context, channel string) (*channelState, error) {
+	sh := h.shard(channel)
+	sh.mu.Lock()
+	cs := sh.channels[channel]
+	first := cs == nil
+	if first {
+		cs = &channelState{name: channel, ready: make(chan struct{})}
+		sh.channels[channel] = cs
+		h.metrics.Channels.Inc()
+	}
+	cs.refs++
+	sh.mu.Unlock()
+
+	if first {
+		cs.err = h.broker.Subscribe(ctx, channel)
+		if cs.err != nil {
+			// Forget the state so the next subscriber tries again.
+			sh.mu.Lock()
+			if sh.channels[channel] == cs {
+				delete(sh.channels, channel)
+				h.metrics.Channels.Dec()
+			}
+			sh.mu.Unlock()
+		}
+		close(cs.ready)
+	} else {
+		select {
+		case <-cs.ready:
+		case <-ctx.Done():
+			h.release(cs)
+			return nil, ctx.Err()
+		}
+	}
+	if cs.err != nil {
+		h.release(cs)
+		return nil, cs.err
+	}
+	return cs, nil
+}
+
+// release gives back one reference; the last one withdraws the node's broker interest.
+func (h *Hub) release(cs *channelState) {
+	sh := h.shard(cs.name)
+	sh.mu.Lock()
+	cs.refs--
+	last := cs.refs == 0 && cs.err == nil && sh.channels[cs.name] == cs
+	if last {
+		delete(sh.channels, cs.name)
+		h.metrics.Channels.Dec()
+	}
+	sh.mu.Unlock()
+	if !last {
+		return
+	}
+	// The broker counts Subscribe/Unsubscribe per channel, so this may run after a new state for
+	// the same channel subscribed again: the count stays right whatever the order.
+	h.workers.Add(1)
+	go func() {
+		defer h.workers.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.broker.Unsubscribe(ctx, cs.name)
+	}()
+}
+
+// subscribe adds a buffering subscription to channel. The caller reads history, writes it, then
+// calls goLive; or calls remove on failure.
+func (h *Hub) subscribe(ctx context.Context, channel string, s sink, kind sinkKind) (*subscription, error) {
+	cs, err := h.acquire(ctx, channel)
+	if err != nil {
+		return nil, err
+	}
+	sub := &subscription{ch: cs, sink: s, kind: kind}
+	cs.mu.Lock()
+	sub.index = len(cs.subs)
+	cs.subs = append(cs.subs, sub)
+	switch kind {
+	case kindWS:
+		cs.nWS++
+	case kindSSE:
+		cs.nSSE++
+	}
+	cs.mu.Unlock()
+	if kind != kindPoll {
+		h.metrics.Subscriptions.Inc()
+	}
+	return sub, nil
+}
+
+// errPendingOverflow means live messages piled up faster than a replay could be written.
+var errPendingOverflow = errors.New("live messages overflowed during replay")
+
+// goLive delivers the live messages buffered during the replay that are newer than through (the
+// last id the replay wrote, or the channel's last id for a live-only subscription) and switches
+// the subscription to direct delivery.
+func (h *Hub) goLive(sub *subscription, through broker.ID) error {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.overflow {
+		return errPendingOverflow
+	}
+	for _, d := range sub.pending {
+		if through.Less(d.msg.ID) {
+			sub.sink.deliver(sub, d)
+		}
+	}
+	sub.pending = nil
+	sub.live.Store(true)
+	return nil
+}
+
+// remove takes sub out of its channel and releases the channel.
+func (h *Hub) remove(sub *subscription) {
+	cs := sub.ch
+	cs.mu.Lock()
+	last := len(cs.subs) - 1
+	if sub.index <= last && cs.subs[sub.index] == sub {
+		moved := cs.subs[last]
+		cs.subs[sub.index] = moved
+		moved.index = sub.index
+		cs.subs[last] = nil
+		cs.subs = cs.subs[:last]
+		switch sub.kind {
+		case kindWS:
+			cs.nWS--
+		case kindSSE:
+			cs.nSSE--
+		}
+	}
+	if cap(cs.subs) > 64 && len(cs.subs) < cap(cs.subs)/4 {
+		cs.subs = append([]*subscription(nil), cs.subs...)
+	}
+	cs.mu.Unlock()
+	if sub.kind != kindPoll {
+		h.metrics.Subscriptions.Dec()
+	}
+	sub.mu.Lock()
+	sub.pending = nil
+	sub.mu.Unlock()
+	h.release(cs)
+}
+
+// Subscribers returns the number of local subscriptions to channel (WebSocket and SSE).
+func (h *Hub) Subscribers(channel string) int {
+	cs := h.lookup(channel)
+	if cs == nil {
+		return 0
+	}
+	cs.mu.RLock()
+	defer cs.mu.RUnlock()
+	return cs.nWS + cs.nSSE
+}
+
+// close stops the dispatchers and waits for background unsubscribes.
+func (h *Hub) close() {
+	close(h.done)
+	h.workers.Wait()
+}

@@ -1,0 +1,165 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/herald-gateway/herald/api/problem"
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// pollWaiter is the hub's view of a long-poll request in flight: it only needs to know that a
+// channel has news, then it reads the log itself.
+type pollWaiter struct{ wake chan struct{} }
+
+func (p *pollWaiter) deliver(*subscription, *delivery) {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// maxPollMessages is the most messages one long-poll response carries per channel; a client
+// that is further behind gets the oldest ones and polls again at once (More is implied by a full
+// page), so a long catch-up never skips anything.
+const maxPollMessages = 1000
+
+type pollMessage struct {
+	Channel string          `json:"channel"`
+	ID      string          `json:"id"`
+	Event   string          `json:"event,omitempty"`
+	Data    json.RawMessage `json:"data"`
+}
+
+type pollResponse struct {
+	Messages  []pollMessage `json:"messages"`
+	Cursor    string        `json:"cursor"`
+	Recovered bool          `json:"recovered"`
+	// Gaps lists the channels whose history since the cursor could not be proven complete.
+	Gaps []string `json:"gaps,omitempty"`
+}
+
+// ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
+// cursor (or a gap to report), or after the timeout with none.
+func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
+	req := g.parseStreamRequest(w, r)
+	if req == nil {
+		return
+	}
+	timeout, perr := pollTimeout(r.URL.Query().Get("timeout"), g.cfg.PollTimeout, g.cfg.PollTimeoutMax)
+	if perr != nil {
+		problem.Write(w, perr)
+		return
+	}
+	g.polls.Add(1)
+	defer g.polls.Done()
+	g.metrics.Connections.WithLabelValues("poll").Inc()
+	defer g.metrics.Connections.WithLabelValues("poll").Dec()
+
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.BrokerTimeout)
+	waiter := &pollWaiter{wake: make(chan struct{}, 1)}
+	subs := make([]*subscription, 0, len(req.channels))
+	defer func() {
+		for _, sub := range subs {
+			g.hub.remove(sub)
+		}
+	}()
+	// Register interest first: a message published after this is either in the history read
+	// below or wakes the waiter.
+	for i, ch := range req.channels {
+		sub, err := g.hub.subscribe(ctx, ch, waiter, kindPoll)
+		if err != nil {
+			cancel()
+			problem.Write(w, unavailable("cannot subscribe now: "+err.Error()))
+			return
+		}
+		_ = g.hub.goLive(sub, broker.ID{})
+		subs = append(subs, sub)
+		if since := req.sinceOf(i); since != nil {
+			sub.pos = *since
+		} else {
+			page, err := g.broker.History(ctx, ch, broker.HistoryQuery{})
+			if err != nil {
+				cancel()
+				problem.Write(w, unavailable("cannot read history now: "+err.Error()))
+				return
+			}
+			sub.pos = page.LastID
+		}
+	}
+	cancel()
+
+	resumed := req.since != nil
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		resp, err := g.collect(r.Context(), subs, resumed)
+		if err != nil {
+			problem.Write(w, unavailable("cannot read history now: "+err.Error()))
+			return
+		}
+		if len(resp.Messages) > 0 || len(resp.Gaps) > 0 {
+			writePoll(w, resp)
+			return
+		}
+		resumed = false // gaps are reported once, on the first read after the cursor
+		select {
+		case <-waiter.wake:
+		case <-deadline.C:
+			writePoll(w, resp)
+			return
+		case <-g.stopping:
+			writePoll(w, resp)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// collect reads every channel's messages after its position and advances the positions.
+func (g *Gateway) collect(ctx context.Context, subs []*subscription, reportGaps bool) (pollResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.BrokerTimeout)
+	defer cancel()
+	resp := pollResponse{Messages: []pollMessage{}, Recovered: true}
+	for _, sub := range subs {
+		page, err := g.broker.History(ctx, sub.ch.name, broker.HistoryQuery{Since: sub.pos, Limit: maxPollMessages})
+		if err != nil {
+			return resp, err
+		}
+		if reportGaps && !page.Complete {
+			resp.Recovered = false
+			resp.Gaps = append(resp.Gaps, sub.ch.name)
+			g.metrics.Gaps.Inc()
+		}
+		for _, m := range page.Messages {
+			resp.Messages = append(resp.Messages, pollMessage{Channel: m.Channel, ID: m.ID.String(), Event: m.Event, Data: m.Data})
+			sub.pos = m.ID
+		}
+		g.metrics.Deliveries.Add(float64(len(page.Messages)))
+	}
+	resp.Cursor = string(appendCursor(nil, subs))
+	return resp, nil
+}
+
+func writePoll(w http.ResponseWriter, resp pollResponse) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// pollTimeout reads the timeout parameter in whole seconds.
+func pollTimeout(s string, def, maxWait time.Duration) (time.Duration, *requestError) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || time.Duration(n)*time.Second > maxWait {
+		return 0, badRequest("invalid-timeout", "timeout must be whole seconds from 0 to "+strconv.Itoa(int(maxWait/time.Second)))
+	}
+	return time.Duration(n) * time.Second, nil
+}

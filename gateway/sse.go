@@ -1,0 +1,180 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/herald-gateway/herald/api/problem"
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// sseSession is one Server-Sent Events stream. Its subscriptions are fixed when it starts.
+// Every write happens under the connection's write lock together with the update of the
+// subscription's position, so the cursor each event carries is exactly what was delivered.
+type sseSession struct {
+	conn
+	subs    []*subscription
+	expires int64 // unix seconds; 0 when the credential does not expire
+}
+
+// ServeSSE serves GET /v1/sse: it subscribes, answers the response headers on the hijacked
+// connection, writes the replay and hands the connection to the epoll core.
+func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
+	req := g.parseStreamRequest(w, r)
+	if req == nil {
+		return
+	}
+	s := &sseSession{}
+	if !req.claims.Expiry.IsZero() {
+		s.expires = req.claims.Expiry.Unix()
+	}
+	// Subscribe before the stream starts, so a broker failure is still a plain 503. The
+	// subscriptions buffer live messages until the replay is written.
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.BrokerTimeout)
+	defer cancel()
+	pages := make([]broker.HistoryPage, len(req.channels))
+	for i, ch := range req.channels {
+		sub, page, err := g.join(ctx, ch, s, kindSSE, req.sinceOf(i))
+		if err != nil {
+			for _, sub := range s.subs {
+				g.hub.remove(sub)
+			}
+			problem.Write(w, unavailable("cannot subscribe now: "+err.Error()))
+			return
+		}
+		sub.pos = page.LastID
+		if since := req.sinceOf(i); since != nil {
+			sub.pos = *since
+		}
+		s.subs = append(s.subs, sub)
+		pages[i] = page
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		s.cleanup()
+		problem.Write(w, problem.New(http.StatusInternalServerError, "internal", "streaming is not supported by this server"))
+		return
+	}
+	netc, _, err := hj.Hijack()
+	if err != nil {
+		s.cleanup()
+		return
+	}
+	if !g.adopt(&s.conn, netc, kindSSE, s) {
+		s.cleanup()
+		return
+	}
+	s.write(g.sseHeader(r), nil)
+	for i, sub := range s.subs {
+		s.replay(sub, req.sinceOf(i) != nil, pages[i])
+	}
+	s.wmu.Lock()
+	s.writeLocked(s.cursorEvent(), nil) // pins Last-Event-ID even before the first message
+	s.wmu.Unlock()
+	for i, sub := range s.subs {
+		through := sub.pos
+		if through.Less(pages[i].LastID) {
+			through = pages[i].LastID
+		}
+		if err := g.hub.goLive(sub, through); err != nil {
+			s.close(causeSlow)
+			break
+		}
+	}
+	g.start(&s.conn)
+}
+
+// sseHeader is the response head and the stream's first field.
+func (g *Gateway) sseHeader(r *http.Request) []byte {
+	h := http.Header{}
+	g.cfg.CORS.SetHeaders(h, r)
+	b := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n" +
+		"Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	b = append(b, "\r\nretry: "...)
+	b = strconv.AppendInt(b, g.cfg.SSERetry.Milliseconds(), 10)
+	return append(b, "\n\n"...)
+}
+
+// replay writes a subscription's gap notice and history.
+func (s *sseSession) replay(sub *subscription, resumed bool, page broker.HistoryPage) {
+	if resumed && !page.Complete {
+		s.write(gapEvent(sub.ch.name), nil)
+	}
+	for _, m := range page.Messages {
+		_, body := encodeSSEMessage(m)
+		s.deliverBody(sub, m.ID, body)
+	}
+	s.gw.replayed(len(page.Messages))
+}
+
+func gapEvent(channel string) []byte {
+	return []byte("event: herald.gap\ndata: {\"channel\":\"" + channel + "\"}\n\n")
+}
+
+// deliver implements sink.
+func (s *sseSession) deliver(sub *subscription, d *delivery) {
+	if len(s.subs) == 1 {
+		s.wmu.Lock()
+		sub.pos = d.msg.ID
+		s.writeLocked(d.sse, nil)
+		s.wmu.Unlock()
+		return
+	}
+	s.deliverBody(sub, d.msg.ID, d.sseBody)
+}
+
+// deliverBody writes an event whose id line is the stream's cursor after this message.
+func (s *sseSession) deliverBody(sub *subscription, id broker.ID, body []byte) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	sub.pos = id
+	line := append(appendCursor([]byte("id: "), s.subs), '\n')
+	s.writeLocked(line, body)
+}
+
+// cursorEvent is an event with only an id field: EventSource records the id without
+// dispatching anything. wmu must be held.
+func (s *sseSession) cursorEvent() []byte {
+	return append(appendCursor([]byte("id: "), s.subs), '\n', '\n')
+}
+
+func (s *sseSession) onData(p []byte) error { return nil } // clients send nothing; ignore it
+
+func (s *sseSession) closeFrame(c closeCause) []byte {
+	switch c.metric {
+	case "shutdown":
+		// The reconnect hint: EventSource waits this long before reconnecting.
+		return []byte("retry: " + strconv.FormatInt(c.retryAfter.Milliseconds(), 10) + "\n\n")
+	case "token_expired":
+		return []byte("event: herald.token-expired\ndata: {\"message\":\"token expired: reconnect with a fresh token\"}\n\n")
+	}
+	return nil
+}
+
+var ssePing = []byte(": ping\n\n")
+
+func (s *sseSession) heartbeat(now int64) {
+	if s.expires != 0 && time.Now().Unix() >= s.expires {
+		s.closeGracefully(closeCause{code: 4001, reason: "token expired", metric: "token_expired"})
+		return
+	}
+	s.write(ssePing, nil)
+}
+
+func (s *sseSession) cleanup() {
+	// s.subs is never changed after the stream started, so reading it here is safe even if the
+	// request goroutine is still finishing the replay.
+	for _, sub := range s.subs {
+		s.gw.hub.remove(sub)
+	}
+}

@@ -1,0 +1,390 @@
+package gateway
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/api/problem"
+	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/herald-gateway/herald/gateway/wsframe"
+)
+
+// wsSession is one WebSocket connection speaking protocol v1.
+//
+// The read side (dec, the frame handlers, rate window) runs on the worker that owns the current
+// event. subMu guards subs, claims and the auth fields, which the heartbeat and cleanup also read.
+type wsSession struct {
+	conn
+	dec wsframe.Decoder
+
+	// rate limiting of client frames, read side only
+	windowStart int64
+	frames      int
+
+	subMu       sync.Mutex
+	subs        []*subscription
+	claims      *auth.Claims // nil until authenticated
+	expires     int64        // unix seconds; 0 when the credential does not expire
+	refreshSent bool
+	pingSent    bool // a ping is outstanding; guarded by subMu
+}
+
+// ServeWebSocket upgrades GET /v1/ws and hands the connection to the epoll core.
+func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
+	if g.draining.Load() {
+		problem.Write(w, unavailable("the gateway is shutting down; reconnect to another node"))
+		return
+	}
+	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
+		problem.Write(w, problem.New(http.StatusForbidden, "origin-not-allowed", "origin "+r.Header.Get("Origin")+" is not allowed"))
+		return
+	}
+	var claims *auth.Claims
+	if token := auth.FromRequest(r); token != "" {
+		var err error
+		if claims, err = g.auth.Verify(r.Context(), token); err != nil {
+			writeAuthProblem(w, err)
+			return
+		}
+	}
+	netc, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		// The upgrader has answered 400 (or 426) itself.
+		return
+	}
+	var buffered []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		buffered, _ = rw.Reader.Peek(n)
+		buffered = append([]byte(nil), buffered...)
+	}
+	s := &wsSession{}
+	s.dec.MaxMessage = g.cfg.MaxFrameBytes
+	if !g.adopt(&s.conn, netc, kindWS, s) {
+		return
+	}
+	if claims != nil {
+		s.subMu.Lock()
+		s.setClaims(claims)
+		s.subMu.Unlock()
+		s.write(s.connectedFrame(""), nil)
+	} else {
+		g.awaitAuth(s)
+	}
+	if len(buffered) > 0 {
+		if err := s.onData(buffered); err != nil {
+			s.close(causeFromError(err))
+			return
+		}
+	}
+	g.start(&s.conn)
+}
+
+func (s *wsSession) onData(p []byte) error {
+	return s.dec.Feed(p, s.onFrame)
+}
+
+// Close causes of the WebSocket protocol.
+func closeWith(code uint16, metric, reason string) error {
+	return &causeError{closeCause{code: code, reason: reason, metric: metric}}
+}
+
+func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
+	switch op {
+	case ws.OpPing:
+		s.write(wsframe.Frame(ws.OpPong, append([]byte(nil), payload...)), nil)
+		return nil
+	case ws.OpPong:
+		s.subMu.Lock()
+		s.pingSent = false
+		s.subMu.Unlock()
+		return nil
+	case ws.OpClose:
+		code := uint16(1000)
+		if len(payload) >= 2 {
+			code = binary.BigEndian.Uint16(payload)
+		}
+		return closeWith(code, "client_closed", "")
+	case ws.OpBinary:
+		return closeWith(1003, "bad_frame", "binary frames are not supported: send JSON text frames")
+	}
+	if !utf8.Valid(payload) {
+		return closeWith(1007, "bad_frame", "text frame is not valid UTF-8")
+	}
+	if !s.allowFrame() {
+		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
+	}
+	f, err := parseClientFrame(payload)
+	if err != nil {
+		return closeWith(4000, "bad_frame", "malformed frame: "+jsonProblem(err))
+	}
+	return s.handle(f)
+}
+
+// allowFrame counts a client frame against the window limit.
+func (s *wsSession) allowFrame() bool {
+	now := s.gw.wheel.now()
+	window := int64(s.gw.cfg.FrameRateWindow / s.gw.wheel.step)
+	if now-s.windowStart >= max(window, 1) {
+		s.windowStart, s.frames = now, 0
+	}
+	s.frames++
+	return s.frames <= s.gw.cfg.FrameRateLimit
+}
+
+func (s *wsSession) handle(f clientFrame) error {
+	switch f.Type {
+	case "auth":
+		return s.handleAuth(f)
+	case "ping":
+		s.write(newServerFrame("pong").id(f.ID).bytes(), nil)
+		return nil
+	case "subscribe", "unsubscribe", "publish":
+	default:
+		s.write(errorFrame(f.ID, "unknown-type", "unknown frame type "+quote(f.Type)), nil)
+		return nil
+	}
+	claims := s.currentClaims()
+	if claims == nil {
+		s.write(errorFrame(f.ID, "unauthenticated", "send an auth frame first"), nil)
+		return nil
+	}
+	switch f.Type {
+	case "subscribe":
+		s.handleSubscribe(f, claims)
+	case "unsubscribe":
+		s.handleUnsubscribe(f)
+	default:
+		s.handlePublish(f, claims)
+	}
+	return nil
+}
+
+func (s *wsSession) handleAuth(f clientFrame) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	claims, err := s.gw.auth.Verify(ctx, f.Token)
+	if err != nil {
+		if errors.Is(err, auth.ErrExpired) {
+			return closeWith(4001, "token_expired", "token expired")
+		}
+		return closeWith(1008, "auth_failed", "authentication failed: "+authMessage(err))
+	}
+	s.subMu.Lock()
+	first := s.claims == nil
+	s.setClaims(claims)
+	s.subMu.Unlock()
+	if first {
+		s.gw.authDone(s)
+	}
+	s.write(s.connectedFrame(f.ID), nil)
+	return nil
+}
+
+// setClaims installs a (new) credential; subMu must be held.
+func (s *wsSession) setClaims(c *auth.Claims) {
+	s.claims = c
+	s.expires = 0
+	if !c.Expiry.IsZero() {
+		s.expires = c.Expiry.Unix()
+	}
+	s.refreshSent = false
+}
+
+func (s *wsSession) currentClaims() *auth.Claims {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	return s.claims
+}
+
+func (s *wsSession) connectedFrame(id json.Number) []byte {
+	f := newServerFrame("connected").id(id).str("session", sessionName(s.id))
+	s.subMu.Lock()
+	exp := s.expires
+	s.subMu.Unlock()
+	if exp != 0 {
+		f.num("expires_in", max(0, exp-time.Now().Unix()))
+	}
+	return f.bytes()
+}
+
+func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
+	if !broker.ValidChannel(f.Channel) {
+		s.write(errorFrame(f.ID, "invalid-channel", "invalid channel name "+quote(f.Channel)), nil)
+		return
+	}
+	if !claims.CanSubscribe(f.Channel) {
+		s.write(errorFrame(f.ID, "forbidden", "token does not allow channel "+f.Channel), nil)
+		return
+	}
+	var since *broker.ID
+	if f.Since != nil {
+		id, err := broker.ParseID(*f.Since)
+		if err != nil {
+			s.write(errorFrame(f.ID, "invalid-since", "since must be a message id such as 1732700000000-0"), nil)
+			return
+		}
+		since = &id
+	}
+	s.subMu.Lock()
+	dup, full := s.find(f.Channel) != nil, len(s.subs) >= s.gw.cfg.MaxChannelsPerConn
+	s.subMu.Unlock()
+	if dup {
+		s.write(errorFrame(f.ID, "already-subscribed", "already subscribed to "+f.Channel), nil)
+		return
+	}
+	if full {
+		s.write(errorFrame(f.ID, "too-many-channels", "a connection may subscribe to at most "+itoa(s.gw.cfg.MaxChannelsPerConn)+" channels"), nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
+	defer cancel()
+	sub, page, err := s.gw.join(ctx, f.Channel, s, kindWS, since)
+	if err != nil {
+		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
+		return
+	}
+	s.subMu.Lock()
+	s.subs = append(s.subs, sub)
+	s.subMu.Unlock()
+
+	frame := newServerFrame("subscribed").id(f.ID).str("channel", f.Channel).boolean("recovered", page.Complete)
+	frame.msgID("last_id", page.LastID)
+	s.write(frame.bytes(), nil)
+	through := since
+	for _, m := range page.Messages {
+		s.write(encodeWSMessage(m), nil)
+		through = &m.ID
+	}
+	s.gw.replayed(len(page.Messages))
+	if through == nil || through.Less(page.LastID) {
+		through = &page.LastID
+	}
+	if err := s.gw.hub.goLive(sub, *through); err != nil {
+		s.close(causeSlow)
+	}
+}
+
+// find returns the subscription to channel; subMu must be held.
+func (s *wsSession) find(channel string) *subscription {
+	for _, sub := range s.subs {
+		if sub.ch.name == channel {
+			return sub
+		}
+	}
+	return nil
+}
+
+func (s *wsSession) handleUnsubscribe(f clientFrame) {
+	s.subMu.Lock()
+	sub := s.find(f.Channel)
+	if sub != nil {
+		for i, x := range s.subs {
+			if x == sub {
+				s.subs = append(s.subs[:i], s.subs[i+1:]...)
+				break
+			}
+		}
+	}
+	s.subMu.Unlock()
+	if sub == nil {
+		s.write(errorFrame(f.ID, "not-subscribed", "not subscribed to "+quote(f.Channel)), nil)
+		return
+	}
+	s.gw.hub.remove(sub)
+	s.write(newServerFrame("unsubscribed").id(f.ID).str("channel", f.Channel).bytes(), nil)
+}
+
+func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
+	req := broker.PublishRequest{Channel: f.Channel, Event: f.Event, Data: f.Data, IdempotencyKey: f.IdempotencyKey}
+	if code, msg := s.gw.checkPublish(req, claims); code != "" {
+		s.write(errorFrame(f.ID, code, msg), nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
+	defer cancel()
+	res, err := s.gw.broker.Publish(ctx, req)
+	if err != nil {
+		s.gw.metrics.PublishErrors.WithLabelValues("broker").Inc()
+		s.write(errorFrame(f.ID, "unavailable", "publish failed; retry with the same idempotency_key"), nil)
+		return
+	}
+	if !res.Duplicate {
+		s.gw.metrics.Published.Inc()
+	}
+	s.write(newServerFrame("ack").id(f.ID).msgID("message_id", res.ID).bytes(), nil)
+}
+
+// deliver implements sink.
+func (s *wsSession) deliver(sub *subscription, d *delivery) {
+	s.write(d.ws, nil)
+}
+
+func (s *wsSession) closeFrame(c closeCause) []byte {
+	if c.code == 0 {
+		return nil
+	}
+	return wsframe.CloseFrame(ws.StatusCode(c.code), c.reason)
+}
+
+func (s *wsSession) heartbeat(now int64) {
+	s.subMu.Lock()
+	dead := s.pingSent && now-s.lastSeen.Load() >= int64(len(s.gw.wheel.slots))
+	s.pingSent = true
+	exp, warned := s.expires, s.refreshSent
+	s.subMu.Unlock()
+	if dead {
+		s.close(closeCause{code: 1001, reason: "no pong", metric: "dead_peer"})
+		return
+	}
+	if exp != 0 {
+		left := exp - time.Now().Unix()
+		switch {
+		case left <= 0:
+			s.close(closeCause{code: 4001, reason: "token expired", metric: "token_expired"})
+			return
+		case !warned && left <= int64(s.gw.cfg.RefreshBefore/time.Second):
+			s.subMu.Lock()
+			s.refreshSent = true
+			s.subMu.Unlock()
+			s.write(newServerFrame("refresh").num("expires_in", left).bytes(), nil)
+		}
+	}
+	s.write(pingFrame, nil)
+}
+
+var pingFrame = wsframe.Frame(ws.OpPing, nil)
+
+func (s *wsSession) cleanup() {
+	s.subMu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.subMu.Unlock()
+	for _, sub := range subs {
+		s.gw.hub.remove(sub)
+	}
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return string(appendJSONString(nil, s))
+}
+
+func jsonProblem(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "json: ")
+	if len(msg) > 80 {
+		msg = msg[:80]
+	}
+	return msg
+}
