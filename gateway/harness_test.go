@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/api/cors"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/broker/memory"
 	"github.com/herald-gateway/herald/gateway/metrics"
@@ -390,3 +392,7 @@ func (c *sseClient) retryMs() int {
 func bearer(token string) http.Header {
 	return http.Header{"Authorization": {"Bearer " + token}}
 }
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func corsOnly(origins ...string) cors.Policy { return cors.New(origins) }

@@ -89,7 +89,15 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *wsSession) onData(p []byte) error {
-	return s.dec.Feed(p, s.onFrame)
+	err := s.dec.Feed(p, s.onFrame)
+	var pe *wsframe.ProtocolError
+	switch {
+	case errors.Is(err, wsframe.ErrTooBig):
+		return closeWith(1009, "bad_frame", "message larger than "+itoa(s.gw.cfg.MaxFrameBytes)+" bytes")
+	case errors.As(err, &pe):
+		return closeWith(1002, "bad_frame", pe.Reason)
+	}
+	return err
 }
 
 // Close causes of the WebSocket protocol.

@@ -1,0 +1,124 @@
+package brokertest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// testHistorySince: Since is exclusive, and a reader at the newest id is caught up.
+func testHistorySince(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "since")
+	msgs := e.publishN(ch, 5)
+	last := lastID(msgs)
+	expectPage(t, "Since zero", e.history(ch, broker.HistoryQuery{Limit: 100}),
+		broker.HistoryPage{Messages: msgs, Complete: true, LastID: last})
+	expectPage(t, "Since the 2nd", e.history(ch, broker.HistoryQuery{Since: msgs[1].ID, Limit: 100}),
+		broker.HistoryPage{Messages: msgs[2:], Complete: true, LastID: last})
+	expectPage(t, "Since the newest", e.history(ch, broker.HistoryQuery{Since: last, Limit: 100}),
+		broker.HistoryPage{Complete: true, LastID: last})
+}
+
+// testHistoryPaging: Limit pages through the log oldest first, More telling whether to go on.
+func testHistoryPaging(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "paging")
+	msgs := e.publishN(ch, 10)
+	last := lastID(msgs)
+	for _, limit := range []int{3, 5, 10, 11} {
+		var since broker.ID
+		for start := 0; start < len(msgs); start += limit {
+			end := min(start+limit, len(msgs))
+			page := e.history(ch, broker.HistoryQuery{Since: since, Limit: limit})
+			expectPage(t, "page", page, broker.HistoryPage{
+				Messages: msgs[start:end], Complete: true, More: end < len(msgs), LastID: last})
+			if t.Failed() {
+				t.Fatalf("(Limit %d, page from message %d)", limit, start)
+			}
+			since = lastID(page.Messages)
+		}
+	}
+}
+
+// testHistoryNewest: Newest returns the newest Limit messages after Since and says whether
+// older ones were skipped.
+func testHistoryNewest(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "newest")
+	msgs := e.publishN(ch, 10)
+	last := lastID(msgs)
+	for _, tc := range []struct {
+		what     string
+		since    broker.ID
+		limit    int
+		want     []broker.Message
+		complete bool
+	}{
+		{"Since zero, 3 of 10", broker.ID{}, 3, msgs[7:], false},
+		{"Since zero, all 10", broker.ID{}, 20, msgs, true},
+		{"Since the 5th, 3 of 4", msgs[5].ID, 3, msgs[7:], false},
+		{"Since the 6th, exactly 3", msgs[6].ID, 3, msgs[7:], true},
+		{"Since the newest", last, 3, nil, true},
+	} {
+		expectPage(t, tc.what, e.history(ch, broker.HistoryQuery{Since: tc.since, Limit: tc.limit, Newest: true}),
+			broker.HistoryPage{Messages: tc.want, Complete: tc.complete, LastID: last})
+	}
+}
+
+// testHistoryLimitZero: Limit 0 tells where the log stands without reading it.
+func testHistoryLimitZero(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "peek")
+	msgs := e.publishN(ch, 3)
+	for _, since := range []broker.ID{{}, msgs[0].ID, msgs[2].ID} {
+		page := e.history(ch, broker.HistoryQuery{Since: since})
+		if len(page.Messages) != 0 || !page.Complete || page.LastID != msgs[2].ID {
+			t.Errorf("Since %v, Limit 0: %d messages, Complete=%v, LastID=%v; want none, true, %v",
+				since, len(page.Messages), page.Complete, page.LastID, msgs[2].ID)
+		}
+	}
+}
+
+// testHistoryUnusedChannel: a channel that never had a message is empty and complete from the
+// beginning, but cannot vouch for a position a client claims to hold in it.
+func testHistoryUnusedChannel(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "unused")
+	expectPage(t, "Since zero", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.HistoryPage{Complete: true})
+	since := broker.ID{Ms: uint64(time.Now().Add(-time.Minute).UnixMilli())}
+	expectPage(t, "Since a minute ago", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), broker.HistoryPage{Complete: false})
+	// Declaring interest creates no history.
+	if err := e.b.Subscribe(e.ctx, ch); err != nil {
+		t.Fatalf("Subscribe: %v", err)
+	}
+	expectPage(t, "Since zero, subscribed", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.HistoryPage{Complete: true})
+	expectPage(t, "Since a minute ago, subscribed", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), broker.HistoryPage{Complete: false})
+}
+
+// testHistorySinceBeforeLog: a position older than the log's first message (say, from a broker
+// that restarted without its data, or a log that expired) cannot be proven continuous, even
+// though nothing was trimmed from this log.
+func testHistorySinceBeforeLog(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "restarted")
+	msgs := e.publishN(ch, 3)
+	since := broker.ID{Ms: msgs[0].ID.Ms - 60_000, Seq: 4}
+	expectPage(t, "Since before the first message", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}),
+		broker.HistoryPage{Messages: msgs, Complete: false, LastID: lastID(msgs)})
+	expectPage(t, "Since the first message", e.history(ch, broker.HistoryQuery{Since: msgs[0].ID, Limit: 10}),
+		broker.HistoryPage{Messages: msgs[1:], Complete: true, LastID: lastID(msgs)})
+}
+
+// testHistorySinceAfterLast: a position beyond the newest id did not come from this log.
+func testHistorySinceAfterLast(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "future")
+	msgs := e.publishN(ch, 3)
+	last := lastID(msgs)
+	for _, since := range []broker.ID{last.Next(), {Ms: last.Ms + 60_000}} {
+		expectPage(t, "Since "+since.String(), e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}),
+			broker.HistoryPage{Complete: false, LastID: last})
+	}
+}

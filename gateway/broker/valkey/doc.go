@@ -1,0 +1,61 @@
+// Package valkey is the Valkey-backed broker.Broker: a channel's log is a Valkey stream, a
+// publish is one server-side script, and nodes learn of new messages through sharded pub/sub.
+// It works against a standalone server, a Sentinel-managed primary and a Valkey Cluster.
+//
+// # Key layout
+//
+// With the default key prefix "herald", channel c uses (the braces are a hash tag, so all of a
+// channel's keys and its pub/sub channel live on one Cluster shard):
+//
+//	herald:{c}:log        stream: the channel's log, entry fields p (previous id), e (event), d (data)
+//	herald:{c}:idem:<key> string: the id the idempotency key got, expiring after the window
+//	herald:{c}:live       shard pub/sub channel (SPUBLISH/SSUBSCRIBE): "<id>\n<prev>\n<event>\n<data>"
+//	herald:control        pub/sub channel (PUBLISH/SUBSCRIBE) for cross-node control messages
+//
+// The stream is trimmed with XADD MAXLEN ~ <size> (whole macro nodes, so a channel keeps at
+// least size and usually a little more) and expires after the retention TTL without a publish.
+//
+// # Continuity
+//
+// Valkey 8 does not say what trimming removed: XINFO STREAM's max-deleted-entry-id stays 0-0
+// after MAXLEN trimming (checked against valkey-server 8.0.1; only XDEL moves it), and its
+// recorded-first-entry-id is just the current first entry. So every entry stores the id of the
+// entry before it (field p, "0-0" for the first entry of a stream). Trimming only ever removes a
+// prefix of the log (herald never XDELs), so the first retained entry F tells everything:
+// F.p is the newest id ever removed, or 0-0 when nothing was. A read after Since is complete
+// iff the stream exists and either F.p == Since (Since is exactly where retention begins; with
+// Since zero: nothing was ever trimmed) or F.id <= Since <= last id (Since is inside the
+// retained log). A Since older than F.p was trimmed past; a Since between F.p and F.id, or
+// after the last id, is not a position of this stream (a log lost and started again); a missing
+// stream with a non-zero Since is a gap. The same link makes the live stream self-checking:
+// a live message whose p is not the last id delivered reveals a gap, which is filled from the
+// log.
+//
+// The price is one small field per entry and, in the publish script, an XREVRANGE COUNT 1 for
+// the last id before the first XADD. It needs no extra key and no XINFO.
+//
+// # Node interest and outages
+//
+// Subscribe is counted per channel. The first Subscribe starts a receive loop that sends
+// SSUBSCRIBE on the channel's shard (valkey-go routes it to the slot's node and shares that
+// node's connection), waits for the server's confirmation, then reads the channel's last id as
+// the starting point. Each (re)confirmation and each message go, in the order the connection
+// saw them, into the channel's queue, which one goroutine at a time drains: per channel the
+// Handler is called in id order and never concurrently.
+//
+// When the link drops (server restart, shard restart, a SIGSTOPped server detected by the
+// client's ping timeout, a slot moved away), the receive loop subscribes again. The new
+// confirmation makes the drainer read the log with XRANGE after the last id it delivered before
+// it handles any later live message, and live messages with ids at or below the last delivered
+// are dropped: no gap and no duplicate at the seam. If what was missed is no longer in the log,
+// a Handler that implements GapHandler is told.
+//
+// # Invariants
+//
+//   - Per channel, the Handler sees strictly increasing ids; the drainer is the only caller.
+//   - Nothing blocks valkey-go's connection reader: pub/sub callbacks only decode and enqueue.
+//   - A channel's Subscribe/Unsubscribe transitions are serialized by its opMu, so 1->0->1 ends
+//     with exactly one live receive loop.
+//   - Errors leave the package wrapped once, with broker.ErrUnavailable when Valkey could not
+//     be reached or did not answer within Options.Timeout.
+package valkey

@@ -1,0 +1,136 @@
+package valkey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// History reads a channel's log with one read-only script call (history.lua) that returns the
+// page, the last id and the first retained entry's id and predecessor atomically; Complete is
+// decided from those as the package doc's "Continuity" describes.
+func (b *Broker) History(ctx context.Context, channel string, q broker.HistoryQuery) (broker.HistoryPage, error) {
+	if err := b.checkOpen(); err != nil {
+		return broker.HistoryPage{}, err
+	}
+	if !broker.ValidChannel(channel) {
+		return broker.HistoryPage{}, fmt.Errorf("valkey broker: history: %w: %q", errBadChannel, channel)
+	}
+	opCtx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	page, err := b.history(opCtx, channel, q)
+	if err != nil {
+		return broker.HistoryPage{}, b.wrap(ctx, "history", err)
+	}
+	return page, nil
+}
+
+// logState is what history.lua says about a stream besides the page.
+type logState struct {
+	exists    bool
+	first     broker.ID
+	firstPrev broker.ID
+	hasPrev   bool // false for an entry written without field p (not by this package)
+	last      broker.ID
+}
+
+// continuous reports whether nothing after since is missing from the log (see the package doc).
+func (s logState) continuous(since broker.ID) bool {
+	if !s.exists {
+		return since.IsZero()
+	}
+	if s.hasPrev && s.firstPrev == since {
+		return true
+	}
+	return !since.Less(s.first) && !s.last.Less(since)
+}
+
+func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQuery) (broker.HistoryPage, error) {
+	limit := max(q.Limit, 0)
+	mode := "-"
+	if limit > 0 {
+		mode = "f"
+		if q.Newest {
+			mode = "r"
+		}
+	}
+	start := "-"
+	if !q.Since.IsZero() {
+		start = "(" + q.Since.String()
+	}
+	res := historyScript.exec(ctx, b.client, call{
+		keys: []string{b.streamKey(channel)},
+		args: []string{mode, start, strconv.Itoa(limit + 1)},
+	})
+	state, raw, err := decodeHistory(res)
+	if err != nil {
+		return broker.HistoryPage{}, err
+	}
+	entries, err := decodeEntries(raw)
+	if err != nil {
+		return broker.HistoryPage{}, err
+	}
+	page := broker.HistoryPage{LastID: state.last, Complete: state.continuous(q.Since)}
+	if len(entries) > limit {
+		entries = entries[:limit]
+		if q.Newest {
+			page.Complete = false // the older ones were skipped
+		} else {
+			page.More = true
+		}
+	}
+	if q.Newest {
+		slices.Reverse(entries)
+	}
+	if len(entries) > 0 {
+		page.Messages = make([]broker.Message, len(entries))
+		for i, e := range entries {
+			page.Messages[i] = e.message(channel)
+		}
+	}
+	return page, nil
+}
+
+var errBadHistoryReply = errors.New("malformed history script reply")
+
+// decodeHistory reads history.lua's reply: {} or {first id, first prev, last id, page}.
+func decodeHistory(res valkey.ValkeyResult) (logState, []valkey.ValkeyMessage, error) {
+	items, err := res.ToArray()
+	if err != nil {
+		return logState{}, nil, err
+	}
+	if len(items) == 0 {
+		return logState{}, nil, nil
+	}
+	if len(items) != 4 {
+		return logState{}, nil, errBadHistoryReply
+	}
+	var texts [3]string
+	for i := range texts {
+		if texts[i], err = items[i].ToString(); err != nil {
+			return logState{}, nil, errBadHistoryReply
+		}
+	}
+	s := logState{exists: true}
+	var err1, err2, err3 error
+	s.first, err1 = broker.ParseID(texts[0])
+	if texts[1] != "" {
+		s.firstPrev, err2 = broker.ParseID(texts[1])
+		s.hasPrev = true
+	}
+	s.last, err3 = broker.ParseID(texts[2])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return logState{}, nil, errBadHistoryReply
+	}
+	page, err := items[3].ToArray()
+	if err != nil {
+		return logState{}, nil, errBadHistoryReply
+	}
+	return s, page, nil
+}

@@ -1,0 +1,157 @@
+package valkey
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/herald-gateway/herald/gateway/broker/valkey/valkeytest"
+)
+
+func TestHistoryPaging(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	b := newTestBroker(t, Options{URL: srv.URL()})
+	ctx := context.Background()
+	var ids []broker.ID
+	for i := range 10 {
+		ids = append(ids, publish(t, b, "c", i))
+	}
+
+	tests := []struct {
+		name           string
+		q              broker.HistoryQuery
+		first, n       int // expected messages: ids[first : first+n]
+		complete, more bool
+	}{
+		{"all", broker.HistoryQuery{Limit: 100}, 0, 10, true, false},
+		{"first page", broker.HistoryQuery{Limit: 4}, 0, 4, true, true},
+		{"exact fit", broker.HistoryQuery{Limit: 10}, 0, 10, true, false},
+		{"after an id", broker.HistoryQuery{Since: ids[3], Limit: 4}, 4, 4, true, true},
+		{"last page", broker.HistoryQuery{Since: ids[7], Limit: 4}, 8, 2, true, false},
+		{"at the end", broker.HistoryQuery{Since: ids[9], Limit: 4}, 10, 0, true, false},
+		{"no limit", broker.HistoryQuery{Since: ids[3]}, 4, 0, true, false},
+		{"newest skips", broker.HistoryQuery{Since: ids[1], Limit: 3, Newest: true}, 7, 3, false, false},
+		{"newest fits", broker.HistoryQuery{Since: ids[6], Limit: 3, Newest: true}, 7, 3, true, false},
+		{"newest from zero", broker.HistoryQuery{Limit: 20, Newest: true}, 0, 10, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			page, err := b.History(ctx, "c", tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Messages) != tt.n || page.Complete != tt.complete || page.More != tt.more || page.LastID != ids[9] {
+				t.Fatalf("got %d messages, complete %v, more %v, last %v", len(page.Messages), page.Complete, page.More, page.LastID)
+			}
+			for i, m := range page.Messages {
+				if m.ID != ids[tt.first+i] {
+					t.Fatalf("message %d is %v, want %v", i, m.ID, ids[tt.first+i])
+				}
+			}
+		})
+	}
+}
+
+// TestHistoryContinuityAfterTrim trims with the server's default stream-node-max-entries
+// (approximate trimming drops whole macro nodes of 100 entries) and checks Complete at and
+// around the trim point, which is only known after the fact.
+func TestHistoryContinuityAfterTrim(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	b := newTestBroker(t, Options{URL: srv.URL(), Retention: broker.RetentionPolicy{
+		Default: broker.Retention{Size: 50, TTL: time.Hour},
+	}})
+	ctx := context.Background()
+	var ids []broker.ID
+	for i := range 350 {
+		ids = append(ids, publish(t, b, "t", i))
+	}
+	page, err := b.History(ctx, "t", broker.HistoryQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Complete {
+		t.Fatal("history from zero is complete after trimming")
+	}
+	kept := len(page.Messages)
+	if kept < 50 || kept >= 350 {
+		t.Fatalf("%d messages kept for MAXLEN ~ 50", kept)
+	}
+	cut := len(ids) - kept // ids[cut] is the first retained message
+	if page.Messages[0].ID != ids[cut] {
+		t.Fatalf("first retained %v, want %v", page.Messages[0].ID, ids[cut])
+	}
+	cases := []struct {
+		name     string
+		since    broker.ID
+		complete bool
+	}{
+		{"last trimmed", ids[cut-1], true},
+		{"before the last trimmed", ids[cut-2], false},
+		{"between last trimmed and first kept", ids[cut-1].Next(), ids[cut-1].Next() == ids[cut]},
+		{"first kept", ids[cut], true},
+		{"middle", ids[cut+10], true},
+		{"last", ids[len(ids)-1], true},
+		{"after the last", ids[len(ids)-1].Next(), false},
+		{"long before", broker.ID{Ms: 1}, false},
+	}
+	for _, c := range cases {
+		page, err := b.History(ctx, "t", broker.HistoryQuery{Since: c.since, Limit: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Complete != c.complete {
+			t.Errorf("%s (%v): complete = %v, want %v", c.name, c.since, page.Complete, c.complete)
+		}
+	}
+}
+
+func TestHistoryMissingAndExpiredChannel(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	b := newTestBroker(t, Options{URL: srv.URL(), Retention: broker.RetentionPolicy{
+		Default: broker.Retention{Size: 100, TTL: time.Hour},
+		Rules:   []broker.RetentionRule{{Prefix: "short:", Retention: broker.Retention{Size: 100, TTL: 200 * time.Millisecond}}},
+	}})
+	ctx := context.Background()
+
+	page, err := b.History(ctx, "never", broker.HistoryQuery{Limit: 10})
+	if err != nil || !page.Complete || len(page.Messages) != 0 || !page.LastID.IsZero() {
+		t.Fatalf("never-used channel from zero: %+v, %v", page, err)
+	}
+	page, err = b.History(ctx, "never", broker.HistoryQuery{Since: broker.ID{Ms: 5}, Limit: 10})
+	if err != nil || page.Complete {
+		t.Fatalf("never-used channel after an id: %+v, %v", page, err)
+	}
+
+	id := publish(t, b, "short:x", 0)
+	if ttl := srv.MustDo("PTTL", "herald:{short:x}:log"); ttl == "-1" || ttl == "-2" {
+		t.Fatalf("PTTL = %s: the rule's TTL was not applied", ttl)
+	}
+	checkFor(t, 3*time.Second, 20*time.Millisecond, func() error {
+		page, err := b.History(ctx, "short:x", broker.HistoryQuery{Since: id, Limit: 10})
+		if err != nil {
+			return err
+		}
+		if page.Complete {
+			return errStillThere
+		}
+		return nil
+	})
+	page, err = b.History(ctx, "short:x", broker.HistoryQuery{Limit: 10})
+	if err != nil || !page.Complete || len(page.Messages) != 0 {
+		t.Fatalf("expired channel from zero: %+v, %v", page, err)
+	}
+	// A new incarnation: a position from the old one is a gap, though it is before the new
+	// first id.
+	publish(t, b, "short:x", 1)
+	page, err = b.History(ctx, "short:x", broker.HistoryQuery{Since: id, Limit: 10})
+	if err != nil || page.Complete || len(page.Messages) != 1 {
+		t.Fatalf("position from the expired log: %+v, %v", page, err)
+	}
+}
+
+var errStillThere = errorString("log still there")
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }

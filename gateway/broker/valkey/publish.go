@@ -1,0 +1,162 @@
+package valkey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/valkey-io/valkey-go"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// Publish stores one message with one script call (one round trip; see publish.lua) and
+// announces it on the channel's shard. Errors reaching Valkey wrap broker.ErrUnavailable; the
+// publish may then have been stored or not, and is safe to retry with the same idempotency key.
+func (b *Broker) Publish(ctx context.Context, req broker.PublishRequest) (broker.PublishResult, error) {
+	if err := b.checkOpen(); err != nil {
+		return broker.PublishResult{}, err
+	}
+	if err := validate(&req); err != nil {
+		return broker.PublishResult{}, fmt.Errorf("valkey broker: publish: %w", err)
+	}
+	opCtx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	var out [1]broker.PublishResult
+	res := publishScript.exec(opCtx, b.client, b.publishCall(req.Channel, []*broker.PublishRequest{&req}))
+	if err := decodePublished(res, out[:]); err != nil {
+		return broker.PublishResult{}, b.wrap(ctx, "publish", err)
+	}
+	return out[0], nil
+}
+
+// PublishBatch stores several messages: one script call per channel, all pipelined, so a
+// batch costs one round trip per Valkey node involved. Each channel's messages are stored in
+// request order by a single atomic script run; a failure of that run is reported for every
+// message of the channel (messages before the failure may have been stored: retry with the
+// same idempotency keys).
+func (b *Broker) PublishBatch(ctx context.Context, reqs []broker.PublishRequest) ([]broker.PublishResult, []error) {
+	results := make([]broker.PublishResult, len(reqs))
+	errs := make([]error, len(reqs))
+	if err := b.checkOpen(); err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return results, errs
+	}
+	type group struct {
+		channel string
+		idx     []int
+	}
+	var groups []group
+	byChannel := make(map[string]int)
+	for i := range reqs {
+		if err := validate(&reqs[i]); err != nil {
+			errs[i] = fmt.Errorf("valkey broker: publish: %w", err)
+			continue
+		}
+		g, ok := byChannel[reqs[i].Channel]
+		if !ok {
+			g = len(groups)
+			byChannel[reqs[i].Channel] = g
+			groups = append(groups, group{channel: reqs[i].Channel})
+		}
+		groups[g].idx = append(groups[g].idx, i)
+	}
+	if len(groups) == 0 {
+		return results, errs
+	}
+	calls := make([]call, len(groups))
+	for gi, g := range groups {
+		rs := make([]*broker.PublishRequest, len(g.idx))
+		for j, i := range g.idx {
+			rs[j] = &reqs[i]
+		}
+		calls[gi] = b.publishCall(g.channel, rs)
+	}
+	opCtx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	for gi, res := range publishScript.execMulti(opCtx, b.client, calls) {
+		g := groups[gi]
+		out := make([]broker.PublishResult, len(g.idx))
+		err := decodePublished(res, out)
+		if err != nil {
+			err = b.wrap(ctx, "publish", err)
+		}
+		for j, i := range g.idx {
+			results[i], errs[i] = out[j], err
+		}
+	}
+	return results, errs
+}
+
+// validate checks what the broker relies on: the channel name is safe inside a hash tag, the
+// event name holds no newline, the data is not empty.
+func validate(req *broker.PublishRequest) error {
+	switch {
+	case !broker.ValidChannel(req.Channel):
+		return fmt.Errorf("%w: %q", errBadChannel, req.Channel)
+	case req.Event != "" && !broker.ValidEvent(req.Event):
+		return fmt.Errorf("%w: %q", errBadEvent, req.Event)
+	case len(req.Data) == 0:
+		return errNoData
+	}
+	return nil
+}
+
+var (
+	errBadChannel = errors.New("invalid channel name")
+	errBadEvent   = errors.New("invalid event name")
+	errNoData     = errors.New("message has no data")
+)
+
+// publishCall builds the arguments of publish.lua for reqs, all to channel.
+func (b *Broker) publishCall(channel string, reqs []*broker.PublishRequest) call {
+	ret := b.retention.For(channel)
+	keys := make([]string, 1, 2)
+	keys[0] = b.streamKey(channel)
+	args := make([]string, 5, 5+3*len(reqs))
+	args[0] = strconv.Itoa(max(ret.Size, 0))
+	args[1] = strconv.FormatInt(max(ret.TTL.Milliseconds(), 0), 10)
+	args[2] = strconv.FormatInt(max(b.window.Milliseconds(), 1), 10)
+	args[3] = b.liveChannel(channel)
+	args[4] = strconv.Itoa(len(reqs))
+	for _, r := range reqs {
+		hasKey := "0"
+		if r.IdempotencyKey != "" {
+			hasKey = "1"
+			keys = append(keys, b.idemKey(channel, r.IdempotencyKey))
+		}
+		args = append(args, hasKey, r.Event, string(r.Data))
+	}
+	return call{keys: keys, args: args}
+}
+
+// decodePublished reads publish.lua's reply, one {id, duplicate} per message, into out.
+func decodePublished(res valkey.ValkeyResult, out []broker.PublishResult) error {
+	items, err := res.ToArray()
+	if err != nil {
+		return err
+	}
+	if len(items) != len(out) {
+		return fmt.Errorf("publish script answered %d results for %d messages", len(items), len(out))
+	}
+	for i := range items {
+		pair, err := items[i].ToArray()
+		if err != nil || len(pair) != 2 {
+			return errors.New("malformed publish script reply")
+		}
+		idText, err1 := pair[0].ToString()
+		dup, err2 := pair[1].ToInt64()
+		if err1 != nil || err2 != nil {
+			return errors.New("malformed publish script reply")
+		}
+		id, err := broker.ParseID(idText)
+		if err != nil {
+			return fmt.Errorf("publish script answered id %q: %w", idText, err)
+		}
+		out[i] = broker.PublishResult{ID: id, Duplicate: dup == 1}
+	}
+	return nil
+}
