@@ -60,12 +60,12 @@ var (
 )
 
 // Run runs every case against brokers that trim exactly.
-func Run(t *testing.T, newBroker func(t *testing.T, opts Options) broker.Broker) {
+func Run(t *testing.T, newBroker NewBroker) {
 	RunConfig(t, Config{}, newBroker)
 }
 
 // RunConfig runs every case, each as a subtest with a fresh broker.
-func RunConfig(t *testing.T, cfg Config, newBroker func(t *testing.T, opts Options) broker.Broker) {
+func RunConfig(t *testing.T, cfg Config, newBroker NewBroker) {
 	if cfg.ApproximateTrim && cfg.TrimSlack <= 0 {
 		cfg.TrimSlack = defaultTrimSlack
 	}
@@ -109,7 +109,7 @@ var cases = []struct {
 
 type suite struct {
 	cfg       Config
-	newBroker func(t *testing.T, opts Options) broker.Broker
+	newBroker NewBroker
 }
 
 // env is one case's broker and what the case checks it with.

@@ -28,7 +28,8 @@ import (
 // Options configures a Broker.
 type Options struct {
 	// Handler receives the messages of channels with interest (see Broker.Subscribe). It may be
-	// nil: then nothing is delivered.
+	// nil: then nothing is delivered. Deliver is called inside Publish with the channel's lock
+	// held: it must return quickly and must not call back into the broker.
 	Handler broker.Handler
 	// Retention says how much history each channel keeps. A zero Default means
 	// broker.DefaultRetention; a zero Size or TTL in any rule means the Default's.
@@ -167,6 +168,9 @@ func (b *Broker) lock(name string, create bool) *channel {
 			}
 			ch = b.create(s, name)
 		}
+		if testHookLookedUp != nil {
+			testHookLookedUp(ch)
+		}
 		ch.mu.Lock()
 		if !ch.dead {
 			return ch
@@ -175,6 +179,10 @@ func (b *Broker) lock(name string, create bool) *channel {
 		ch.mu.Unlock()
 	}
 }
+
+// testHookLookedUp, when set by a test, runs between finding a channel and locking it: the
+// window in which the janitor may remove it.
+var testHookLookedUp func(*channel)
 
 // create adds the named channel to s unless another goroutine just did, and returns it.
 func (b *Broker) create(s *shard, name string) *channel {

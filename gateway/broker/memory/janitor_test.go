@@ -120,6 +120,41 @@ func TestSweepRacesInterest(t *testing.T) {
 	wg.Wait()
 }
 
+// TestLockRetriesRemovedChannel: a channel removed by the janitor between its lookup and its
+// lock is looked up again, so a Subscribe lands on the channel that later publishes use.
+func TestLockRetriesRemovedChannel(t *testing.T) {
+	var delivered atomic.Int64
+	b := New(Options{Handler: handlerFunc(func(broker.Message) { delivered.Add(1) })})
+	defer b.Close()
+	ctx := t.Context()
+	if err := b.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unsubscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	var removed *channel
+	testHookLookedUp = func(ch *channel) {
+		if removed == nil {
+			removed = ch
+			b.remove(b.shardOf("c"), []*channel{ch})
+		}
+	}
+	t.Cleanup(func() { testHookLookedUp = nil })
+	if err := b.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if removed == nil || !removed.dead {
+		t.Fatalf("the hook did not remove the channel")
+	}
+	if _, err := b.Publish(ctx, broker.PublishRequest{Channel: "c", Data: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if delivered.Load() != 1 || b.channelCount() != 1 {
+		t.Fatalf("delivered %d, %d channels; want 1, 1", delivered.Load(), b.channelCount())
+	}
+}
+
 type handlerFunc func(broker.Message)
 
 func (f handlerFunc) Deliver(m broker.Message) { f(m) }
@@ -171,6 +206,15 @@ func TestRingGrowsAndWraps(t *testing.T) {
 			for j := range n {
 				if got := r.at(j).ID.Ms; got != uint64(i-n+1+j) {
 					t.Fatalf("size %d push %d: at(%d) = %d", size, i, j, got)
+				}
+			}
+			for start := range n {
+				dst := make([]broker.Message, n-start)
+				r.copyFrom(dst, start)
+				for j, m := range dst {
+					if m.ID != r.at(start+j).ID {
+						t.Fatalf("size %d push %d: copyFrom(%d)[%d] = %v", size, i, start, j, m.ID)
+					}
 				}
 			}
 			oldest := uint64(i - n + 1)

@@ -114,15 +114,19 @@ func TestExactTrim(t *testing.T) {
 	}
 }
 
-// TestDefaultRetention: zero Options mean 1000 messages per channel.
+// TestDefaultRetention: a zero Size, in the default or in a rule, means 1000 messages.
 func TestDefaultRetention(t *testing.T) {
-	b := newBroker(t, memory.Options{})
-	for range broker.DefaultRetention.Size + 1 {
-		publish(t, b, broker.PublishRequest{Channel: "c"})
-	}
-	page := history(t, b, "c", broker.HistoryQuery{Limit: 5000})
-	if len(page.Messages) != broker.DefaultRetention.Size || page.Complete {
-		t.Errorf("kept %d, Complete=%v; want %d, false", len(page.Messages), page.Complete, broker.DefaultRetention.Size)
+	b := newBroker(t, memory.Options{Retention: broker.RetentionPolicy{
+		Rules: []broker.RetentionRule{{Prefix: "ttl-only:", Retention: broker.Retention{TTL: time.Hour}}},
+	}})
+	for _, ch := range []string{"c", "ttl-only:c"} {
+		for range broker.DefaultRetention.Size + 1 {
+			publish(t, b, broker.PublishRequest{Channel: ch})
+		}
+		page := history(t, b, ch, broker.HistoryQuery{Limit: 5000})
+		if len(page.Messages) != broker.DefaultRetention.Size || page.Complete {
+			t.Errorf("%s: kept %d, Complete=%v; want %d, false", ch, len(page.Messages), page.Complete, broker.DefaultRetention.Size)
+		}
 	}
 }
 

@@ -199,8 +199,9 @@ func (s *subscription) drain() {
 // handle processes one event; see the package doc, "Node interest and outages".
 func (s *subscription) handle(ev event) {
 	if ev.confirm {
-		if s.started {
-			s.catchUp() // a resubscription: read what the link missed
+		if s.started { // a resubscription: read what the link missed
+			s.b.log.Info("valkey broker: resubscribed, catching up from the log", "channel", s.channel, "after", s.last.String())
+			s.catchUp()
 			return
 		}
 		if last, ok := s.readLast(); ok {
