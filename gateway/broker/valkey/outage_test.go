@@ -113,9 +113,9 @@ func outageRun(t *testing.T, srv *valkeytest.Server, n int, disrupt func()) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	wg.Wait()
-	got := rec.waitCount(t, "o", n, 20*time.Second)
+	rec.waitCount(t, "o", n, 20*time.Second)
 	time.Sleep(100 * time.Millisecond) // room for a duplicate to show up
-	got = rec.got("o")
+	got := rec.got("o")
 	if len(got) != n {
 		t.Fatalf("%d deliveries for %d messages", len(got), n)
 	}
@@ -176,13 +176,13 @@ func TestPartitionCatchUp(t *testing.T) {
 		ids = append(ids, publish(t, pub, "p", i))
 	}
 	px.Restore()
-	got := rec.waitCount(t, "p", 60, 10*time.Second)
+	rec.waitCount(t, "p", 60, 10*time.Second)
 	for i := 60; i < 70; i++ {
 		ids = append(ids, publish(t, pub, "p", i))
 	}
-	got = rec.waitCount(t, "p", 70, 5*time.Second)
+	rec.waitCount(t, "p", 70, 5*time.Second)
 	time.Sleep(50 * time.Millisecond)
-	got = rec.got("p")
+	got := rec.got("p")
 	if len(got) != 70 {
 		t.Fatalf("%d deliveries, want 70", len(got))
 	}

@@ -2,6 +2,7 @@ package valkey
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -92,15 +93,16 @@ func (b *Broker) PublishBatch(ctx context.Context, reqs []broker.PublishRequest)
 }
 
 // validate checks what the broker relies on: the channel name is safe inside a hash tag, the
-// event name holds no newline, the data is not empty.
+// event name holds no newline, the data is one JSON value (delivered verbatim to encoders that
+// embed it).
 func validate(req *broker.PublishRequest) error {
 	switch {
 	case !broker.ValidChannel(req.Channel):
 		return fmt.Errorf("%w: %q", errBadChannel, req.Channel)
 	case req.Event != "" && !broker.ValidEvent(req.Event):
 		return fmt.Errorf("%w: %q", errBadEvent, req.Event)
-	case len(req.Data) == 0:
-		return errNoData
+	case !json.Valid(req.Data):
+		return errBadData
 	}
 	return nil
 }
@@ -108,7 +110,7 @@ func validate(req *broker.PublishRequest) error {
 var (
 	errBadChannel = errors.New("invalid channel name")
 	errBadEvent   = errors.New("invalid event name")
-	errNoData     = errors.New("message has no data")
+	errBadData    = errors.New("message data is not one JSON value")
 )
 
 // publishCall builds the arguments of publish.lua for reqs, all to channel.
