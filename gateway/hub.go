@@ -51,6 +51,7 @@ type subscription struct {
 	index int // position in ch.subs; guarded by ch.mu
 
 	live     atomic.Bool // set once the replay is written; then offers go straight to the sink
+	floor    broker.ID   // the replay covered ids up to floor; written before live is set
 	mu       sync.Mutex  // guards pending and overflow until live
 	pending  []*delivery
 	overflow bool
@@ -63,13 +64,13 @@ type subscription struct {
 // offer hands d to the subscription: straight to the sink once live, buffered before.
 func (s *subscription) offer(d *delivery) {
 	if s.live.Load() {
-		s.sink.deliver(s, d)
+		s.deliverLive(d)
 		return
 	}
 	s.mu.Lock()
 	if s.live.Load() {
 		s.mu.Unlock()
-		s.sink.deliver(s, d)
+		s.deliverLive(d)
 		return
 	}
 	if len(s.pending) < maxPending {
@@ -78,6 +79,14 @@ func (s *subscription) offer(d *delivery) {
 		s.overflow = true
 	}
 	s.mu.Unlock()
+}
+
+// deliverLive passes d on unless the replay already covered it: the dispatcher may lag behind
+// the broker, so messages older than the replay's end can still be on their way.
+func (s *subscription) deliverLive(d *delivery) {
+	if s.floor.Less(d.msg.ID) {
+		s.sink.deliver(s, d)
+	}
 }
 
 // channelState is a channel with local subscribers.
@@ -299,6 +308,7 @@ func (h *Hub) goLive(sub *subscription, through broker.ID) error {
 		}
 	}
 	sub.pending = nil
+	sub.floor = through
 	sub.live.Store(true)
 	return nil
 }
