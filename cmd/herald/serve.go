@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/herald-gateway/herald/api"
+	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/api/cors"
+	"github.com/herald-gateway/herald/gateway"
+	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/herald-gateway/herald/gateway/broker/memory"
+	"github.com/herald-gateway/herald/gateway/broker/valkey"
+	"github.com/herald-gateway/herald/gateway/metrics"
+)
+
+// serveConfig is everything `herald serve` can be told.
+type serveConfig struct {
+	listen            string
+	debugListen       string
+	jwtSecret         string
+	jwtPublicKeyFiles listValue
+	jwksURL           string
+	jwtIssuer         string
+	jwtAudience       string
+	apiKeys           listValue
+	valkeyURL         string
+	historySize       int
+	historyTTL        time.Duration
+	historyRules      listValue
+	idempotencyWindow time.Duration
+	maxMessageBytes   int
+	maxBatch          int
+	allowedOrigins    listValue
+	maxChannels       int
+	replayCap         int
+	queueBytes        int
+	heartbeat         time.Duration
+	shutdownTimeout   time.Duration
+	logLevel          string
+	logFormat         string
+}
+
+func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
+	c := &serveConfig{}
+	fs := newFlagSet("herald serve", "herald serve: run the gateway and its HTTP API.\n\n"+
+		"With no flags it uses the in-memory broker, listens on :8080 and, since no key is\n"+
+		"configured, makes an ephemeral HMAC secret and prints development tokens.", stderr)
+	str := func(p *string, name, env, def, usage string) {
+		fs.StringVar(p, name, def, usage)
+		fs.bindEnv(name, env)
+	}
+	list := func(p *listValue, name, env, usage string) {
+		fs.Var(p, name, usage)
+		fs.bindEnv(name, env)
+	}
+	num := func(p *int, name, env string, def int, usage string) {
+		fs.IntVar(p, name, def, usage)
+		fs.bindEnv(name, env)
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage)
+		fs.bindEnv(name, env)
+	}
+	str(&c.listen, "listen", "HERALD_LISTEN", ":8080", "address the HTTP API and subscribe endpoints listen on")
+	str(&c.debugListen, "debug-listen", "HERALD_DEBUG_LISTEN", "", "address for pprof (/debug/pprof/); off when empty. Keep it private")
+	str(&c.jwtSecret, "jwt-secret", "HERALD_JWT_SECRET", "", "HMAC secret (at least 32 bytes) that verifies HS256/384/512 tokens")
+	list(&c.jwtPublicKeyFiles, "jwt-public-key-file", "HERALD_JWT_PUBLIC_KEY_FILE", "PEM file of public keys (RSA, ECDSA, Ed25519) that verify tokens; repeatable")
+	str(&c.jwksURL, "jwks-url", "HERALD_JWKS_URL", "", "JWKS URL whose keys verify tokens, refreshed in the background")
+	str(&c.jwtIssuer, "jwt-issuer", "HERALD_JWT_ISSUER", "", "when set, tokens must carry this iss")
+	str(&c.jwtAudience, "jwt-audience", "HERALD_JWT_AUDIENCE", "", "when set, tokens must carry this aud")
+	list(&c.apiKeys, "api-key", "HERALD_API_KEYS", "static API key for backends (Authorization: Bearer <key>); repeatable, the variable is comma-separated")
+	str(&c.valkeyURL, "valkey-url", "HERALD_VALKEY_URL", "", "Valkey to store messages in and to share with other nodes\n(valkey://host:6379, valkeys:// for TLS, a comma list of seeds for Cluster);\nempty: the in-memory broker (one node, history lost on restart)")
+	num(&c.historySize, "history-size", "HERALD_HISTORY_SIZE", broker.DefaultRetention.Size, "messages kept per channel for resume and history")
+	dur(&c.historyTTL, "history-ttl", "HERALD_HISTORY_TTL", broker.DefaultRetention.TTL, "how long a channel's history lives after its last publish")
+	list(&c.historyRules, "history-rule", "HERALD_HISTORY_RULES", "history for channels starting with a prefix: PREFIX=SIZE or PREFIX=SIZE/TTL\n(for example chat:=100/1h); repeatable, the variable is comma-separated")
+	dur(&c.idempotencyWindow, "idempotency-window", "HERALD_IDEMPOTENCY_WINDOW", broker.DefaultIdempotencyWindow, "how long Idempotency-Key values are remembered")
+	num(&c.maxMessageBytes, "max-message-bytes", "HERALD_MAX_MESSAGE_BYTES", 65536, "largest message data accepted (413 past it)")
+	num(&c.maxBatch, "max-batch", "HERALD_MAX_BATCH", api.DefaultMaxBatch, "most messages in one batch publish")
+	list(&c.allowedOrigins, "allowed-origins", "HERALD_ALLOWED_ORIGINS", "browser origins allowed to connect (https://shop.example); repeatable,\nthe variable is comma-separated; none: any origin")
+	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
+	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
+	num(&c.queueBytes, "queue-bytes", "HERALD_QUEUE_BYTES", 1<<20, "outbound bytes queued for a slow client before it is disconnected (4008)")
+	dur(&c.heartbeat, "heartbeat", "HERALD_HEARTBEAT", 15*time.Second, "interval of WebSocket pings and SSE keep-alive comments")
+	dur(&c.shutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 10*time.Second, "time given to clients to drain on SIGTERM")
+	str(&c.logLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.logFormat, "log-format", "HERALD_LOG_FORMAT", "text", "text or json")
+	return fs, c
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c := serveFlags(stderr)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "herald serve takes no arguments, got %q\n", fs.Args())
+		return errUsage
+	}
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	retention, err := c.retention()
+	if err != nil {
+		return err
+	}
+
+	authCfg := auth.Config{
+		HMACSecret: []byte(c.jwtSecret), PublicKeyFiles: c.jwtPublicKeyFiles.items, JWKSURL: c.jwksURL,
+		Issuer: c.jwtIssuer, Audience: c.jwtAudience, APIKeys: c.apiKeys.items,
+	}
+	devMode := c.jwtSecret == "" && len(c.jwtPublicKeyFiles.items) == 0 && c.jwksURL == "" && len(c.apiKeys.items) == 0
+	if devMode {
+		authCfg.HMACSecret = ephemeralSecret()
+	}
+	verifier, err := auth.New(ctx, authCfg)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	defer verifier.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	gw, err := gateway.New(gateway.Config{
+		Auth: verifier, Metrics: m, CORS: cors.New(c.allowedOrigins.items), Logger: log,
+		MaxChannelsPerConn: c.maxChannels, ReplayCap: c.replayCap, MaxMessageBytes: c.maxMessageBytes,
+		QueueBytes: c.queueBytes, Heartbeat: c.heartbeat,
+	})
+	if err != nil {
+		return err
+	}
+	b, brokerName, err := openBroker(ctx, c, gw, retention, log)
+	if err != nil {
+		_ = gw.Shutdown(context.Background())
+		return err
+	}
+	defer b.Close()
+	gw.Start(b)
+
+	handler := api.New(api.Options{
+		Broker: b, Gateway: gw, Auth: verifier, Metrics: m, Registry: reg,
+		MaxMessageBytes: c.maxMessageBytes, MaxBatch: c.maxBatch, CORS: cors.New(c.allowedOrigins.items), Logger: log,
+	})
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		_ = gw.Shutdown(context.Background())
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	if c.debugListen != "" {
+		stopDebug := serveDebug(c.debugListen, log)
+		defer stopDebug()
+	}
+
+	log.Info("herald is serving", "listen", ln.Addr().String(), "broker", brokerName, "version", version)
+	if devMode {
+		printDevBanner(stdout, ln.Addr(), authCfg.HMACSecret)
+	}
+
+	select {
+	case err := <-served:
+		_ = gw.Shutdown(context.Background())
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: refusing new connections, asking clients to reconnect elsewhere")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx) // stops accepting; hijacked connections belong to the gateway
+	if err := gw.Shutdown(shutdownCtx); err != nil {
+		log.Warn("gateway shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// openBroker opens the Valkey broker when a URL is configured, else the memory broker.
+func openBroker(ctx context.Context, c *serveConfig, gw *gateway.Gateway, retention broker.RetentionPolicy, log *slog.Logger) (broker.Broker, string, error) {
+	if c.valkeyURL == "" {
+		return memory.New(memory.Options{Handler: gw, Retention: retention, IdempotencyWindow: c.idempotencyWindow}), "memory", nil
+	}
+	b, err := valkey.New(ctx, valkey.Options{URL: c.valkeyURL, Handler: gw, Retention: retention,
+		IdempotencyWindow: c.idempotencyWindow, Logger: log})
+	if err != nil {
+		return nil, "", fmt.Errorf("valkey: %w", err)
+	}
+	return b, "valkey", nil
+}
+
+// retention builds the history policy from --history-size, --history-ttl and --history-rule.
+func (c *serveConfig) retention() (broker.RetentionPolicy, error) {
+	if c.historySize <= 0 || c.historyTTL <= 0 {
+		return broker.RetentionPolicy{}, errors.New("--history-size and --history-ttl must be positive")
+	}
+	p := broker.RetentionPolicy{Default: broker.Retention{Size: c.historySize, TTL: c.historyTTL}}
+	for _, rule := range c.historyRules.items {
+		r, err := parseHistoryRule(rule, p.Default)
+		if err != nil {
+			return p, err
+		}
+		p.Rules = append(p.Rules, r)
+	}
+	return p, nil
+}
+
+// parseHistoryRule reads PREFIX=SIZE or PREFIX=SIZE/TTL.
+func parseHistoryRule(s string, def broker.Retention) (broker.RetentionRule, error) {
+	bad := fmt.Errorf("history rule %q: want PREFIX=SIZE or PREFIX=SIZE/TTL, for example chat:=100/1h", s)
+	prefix, spec, ok := strings.Cut(s, "=")
+	if !ok || prefix == "" {
+		return broker.RetentionRule{}, bad
+	}
+	sizeText, ttlText, hasTTL := strings.Cut(spec, "/")
+	size, err := strconv.Atoi(sizeText)
+	if err != nil || size <= 0 {
+		return broker.RetentionRule{}, bad
+	}
+	r := broker.RetentionRule{Prefix: prefix, Retention: broker.Retention{Size: size, TTL: def.TTL}}
+	if hasTTL {
+		if r.TTL, err = time.ParseDuration(ttlText); err != nil || r.TTL <= 0 {
+			return broker.RetentionRule{}, bad
+		}
+	}
+	return r, nil
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func ephemeralSecret() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return []byte(base64.RawURLEncoding.EncodeToString(b))
+}
+
+// printDevBanner prints tokens and curl lines to try the gateway at once.
+func printDevBanner(w io.Writer, addr net.Addr, secret []byte) {
+	sub, _ := auth.MintHMAC(secret, auth.MintClaims{Subject: "dev-subscriber", Subscribe: []string{"*"}, TTL: 24 * time.Hour})
+	pub, _ := auth.MintHMAC(secret, auth.MintClaims{Subject: "dev-publisher", Subscribe: []string{"*"}, Publish: []string{"*"}, TTL: 24 * time.Hour})
+	host := "localhost"
+	port := "8080"
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		port = strconv.Itoa(tcp.Port)
+		if !tcp.IP.IsUnspecified() {
+			host = tcp.IP.String()
+		}
+	}
+	base := "http://" + net.JoinHostPort(host, port)
+	fmt.Fprintf(w, `
+==================== DEVELOPMENT MODE: NOT FOR PRODUCTION ====================
+No --jwt-secret, public key, JWKS URL or API key is configured, so herald made an
+ephemeral HMAC secret. These tokens (valid 24h) die with this process.
+
+  SUB=%s
+  PUB=%s
+
+Subscribe (SSE) in one terminal:
+  curl -N "%s/v1/sse?channel=demo" -H "Authorization: Bearer $SUB"
+
+Publish in another:
+  curl -X POST %s/v1/channels/demo/messages -H "Authorization: Bearer $PUB" \
+       -H "Content-Type: application/json" -d '{"data":{"hello":"world"}}'
+
+WebSocket: connect to ws://%s/v1/ws, send {"type":"auth","token":"<SUB>"}, then
+{"type":"subscribe","id":1,"channel":"demo","since":"0"}.
+===============================================================================
+`, sub, pub, base, base, strings.TrimPrefix(base, "http://"))
+}
+
+// serveDebug serves pprof on a separate listener; it returns a function that stops it.
+func serveDebug(addr string, log *slog.Logger) func() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("debug listener", "err", err)
+		}
+	}()
+	log.Info("pprof is serving", "listen", addr)
+	return func() { _ = srv.Close() }
+}
