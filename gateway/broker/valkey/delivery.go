@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	// catchUpPage is how many entries one XRANGE of a catch-up reads.
+	// catchUpPage is how many entries one read of a catch-up returns.
 	catchUpPage = 256
 	// minBackoff and maxBackoff bound the waits between attempts to resubscribe or to read the
 	// log while Valkey is unreachable.
@@ -214,7 +214,7 @@ func (s *subscription) handle(ev event) {
 	if !s.started || !s.last.Less(e.id) {
 		return // at or before the starting point, or delivered already
 	}
-	if e.prev != s.last {
+	if e.prev != s.last && !e.prev.IsZero() {
 		// Something between the last delivered message and this one did not arrive live.
 		s.catchUp()
 		if s.ctx.Err() != nil || !s.last.Less(e.id) {
@@ -222,6 +222,10 @@ func (s *subscription) handle(ev event) {
 		}
 		s.gap() // the log did not have this message either: it was lost or is gone
 	}
+	// e.prev zero with a non-zero last: e starts a new log after the old one expired or was
+	// deleted. Every resubscription is queued before the messages that follow it and was
+	// caught up, so the link has been unbroken since last: whatever the old log held after
+	// last arrived before e. Nothing was missed.
 	s.deliver(e)
 }
 
@@ -243,14 +247,17 @@ func (s *subscription) readLast() (broker.ID, bool) {
 	}
 }
 
-// catchUp delivers every logged message after the last delivered one, retrying reads until they
-// succeed or the subscription stops. If the log no longer holds the message right after the
-// last delivered one, the Handler is told of the gap first.
+// catchUp delivers every logged message after the last delivered one, page by page, retrying
+// reads until they succeed or the subscription stops. When the log cannot prove it holds
+// everything after the last delivered id (the History continuity rule: trimmed past it,
+// expired or lost meanwhile), the Handler is told of the gap first.
 func (s *subscription) catchUp() {
 	checked := false
 	backoff := minBackoff
 	for {
-		entries, err := s.readAfter(s.last)
+		ctx, cancel := context.WithTimeout(s.ctx, s.b.timeout)
+		page, err := s.b.history(ctx, s.channel, broker.HistoryQuery{Since: s.last, Limit: catchUpPage})
+		cancel()
 		if err != nil {
 			s.b.log.Warn("valkey broker: catch-up read failed, retrying", "channel", s.channel, "err", err)
 			if !sleep(s.ctx, backoff) {
@@ -259,38 +266,21 @@ func (s *subscription) catchUp() {
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		for _, e := range entries {
+		if !checked && !page.Complete {
+			s.gap()
+		}
+		checked = true
+		for _, m := range page.Messages {
 			if s.ctx.Err() != nil {
 				return
 			}
-			if !s.last.Less(e.id) {
-				continue
-			}
-			if !checked && e.prev != s.last {
-				s.gap()
-			}
-			checked = true
-			s.deliver(e)
+			s.b.handler.Deliver(m)
+			s.last = m.ID
 		}
-		if len(entries) < catchUpPage {
+		if !page.More {
 			return
 		}
 	}
-}
-
-func (s *subscription) readAfter(after broker.ID) ([]entry, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.b.timeout)
-	defer cancel()
-	start := "-"
-	if !after.IsZero() {
-		start = "(" + after.String()
-	}
-	c := s.b.client
-	msgs, err := c.Do(ctx, c.B().Xrange().Key(s.stream).Start(start).End("+").Count(catchUpPage).Build()).ToArray()
-	if err != nil {
-		return nil, err
-	}
-	return decodeEntries(msgs)
 }
 
 func (s *subscription) deliver(e entry) {

@@ -36,19 +36,24 @@
 //
 // # Node interest and outages
 //
-// Subscribe is counted per channel. The first Subscribe starts a receive loop that sends
-// SSUBSCRIBE on the channel's shard (valkey-go routes it to the slot's node and shares that
-// node's connection), waits for the server's confirmation, then reads the channel's last id as
-// the starting point. Each (re)confirmation and each message go, in the order the connection
-// saw them, into the channel's queue, which one goroutine at a time drains: per channel the
-// Handler is called in id order and never concurrently.
+// Subscribe is counted per channel. The first Subscribe starts a receive loop (one goroutine
+// per channel with local interest) that sends SSUBSCRIBE on the channel's shard (valkey-go
+// routes it to the slot's node and shares that node's connection), waits for the server's
+// confirmation, then reads the channel's last id as the starting point. Each confirmation and
+// each message go, in the order the connection saw them, into the channel's queue, which one
+// goroutine at a time drains: per channel the Handler is called in id order and never
+// concurrently.
 //
 // When the link drops (server restart, shard restart, a SIGSTOPped server detected by the
-// client's ping timeout, a slot moved away), the receive loop subscribes again. The new
-// confirmation makes the drainer read the log with XRANGE after the last id it delivered before
-// it handles any later live message, and live messages with ids at or below the last delivered
-// are dropped: no gap and no duplicate at the seam. If what was missed is no longer in the log,
-// a Handler that implements GapHandler is told.
+// client's ping timeout, a slot moved away), valkey-go or the receive loop subscribes again.
+// The new confirmation makes the drainer read the log after the last id it delivered (History,
+// page by page) before it handles any later live message; live messages at or below the last
+// delivered id are dropped: no gap and no duplicate at the seam. If the log cannot prove it
+// holds everything after that id (the History continuity rule: trimmed past it, expired or
+// lost meanwhile), a Handler that implements GapHandler is told before the rest is delivered.
+// A live message whose p is not the last delivered id triggers the same catch-up, except p
+// zero: a new log after the old one expired while the link was up (nothing can have been
+// missed, since every resubscription was caught up before the messages that follow it).
 //
 // # Invariants
 //

@@ -240,3 +240,55 @@ func TestPartitionGap(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLogLostDuringPartition: while a node is cut off, its channel's log is lost (here
+// deleted, as by a restart without persistence) and a new one starts. The node cannot prove
+// it missed nothing, so it reports a gap, then delivers the new log.
+func TestLogLostDuringPartition(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	px := startProxy(t, srv.Addr())
+	rec := newRecorder(t)
+	sub := newTestBroker(t, Options{URL: px.URL(), Handler: rec})
+	pub := newTestBroker(t, Options{URL: srv.URL()})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, pub, "lost", 0)
+	rec.waitCount(t, "lost", 1, 5*time.Second)
+	px.Cut()
+	publish(t, pub, "lost", 1) // never delivered: lost with the log
+	srv.MustDo("DEL", "herald:{lost}:log")
+	fresh := publish(t, pub, "lost", 2)
+	px.Restore()
+	got := rec.waitCount(t, "lost", 2, 10*time.Second)
+	if got[1].ID != fresh || rec.gapCount("lost") != 1 {
+		t.Fatalf("deliveries %v, %d gaps; want the new log's message after one gap", got, rec.gapCount("lost"))
+	}
+}
+
+// TestLogExpiresWhileSubscribed: a subscribed channel goes quiet until its log expires; the
+// next message starts a new log. The link never broke, so nothing was missed: no gap.
+func TestLogExpiresWhileSubscribed(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	rec := newRecorder(t)
+	retention := broker.RetentionPolicy{Default: broker.Retention{Size: 100, TTL: 100 * time.Millisecond}}
+	b := newTestBroker(t, Options{URL: srv.URL(), Handler: rec, Retention: retention})
+	ctx := context.Background()
+	if err := b.Subscribe(ctx, "quiet"); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, b, "quiet", 0)
+	rec.waitCount(t, "quiet", 1, 5*time.Second)
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		if srv.MustDo("EXISTS", "herald:{quiet}:log") != "0" {
+			return errStillThere
+		}
+		return nil
+	})
+	publish(t, b, "quiet", 1)
+	rec.waitCount(t, "quiet", 2, 5*time.Second)
+	if g := rec.gapCount("quiet"); g != 0 {
+		t.Fatalf("%d gaps reported for a log that expired while the link was up", g)
+	}
+}

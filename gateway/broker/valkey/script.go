@@ -97,26 +97,29 @@ func isNoScript(err error) bool {
 }
 
 // loadScripts caches the scripts on every node, so that even the first publish after start is
-// one round trip. Nodes that join later or restart get them through the EVAL fallback.
+// one round trip. It fails only when no node could be reached: a node that is down now gets the
+// scripts later through the EVAL fallback, like one that restarts or joins.
 func (b *Broker) loadScripts(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	nodes := b.client.Nodes()
 	errs := make(chan error, len(nodes))
 	var wg sync.WaitGroup
-	for _, node := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for addr, node := range nodes {
+		wg.Go(func() {
 			for _, s := range []*script{publishScript, historyScript} {
 				if err := node.Do(ctx, node.B().ScriptLoad().Script(s.source).Build()).Error(); err != nil {
+					b.log.Warn("valkey broker: cannot load scripts", "node", addr, "err", err)
 					errs <- err
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
-	return <-errs
+	if len(errs) == len(nodes) && len(nodes) > 0 {
+		return <-errs
+	}
+	return nil
 }

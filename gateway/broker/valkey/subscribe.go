@@ -57,8 +57,9 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 }
 
 // Unsubscribe withdraws one Subscribe. The last one sends SUNSUBSCRIBE and stops delivery for
-// the channel; it returns once no Handler call for the channel is running. Withdrawing an
-// interest that does not exist does nothing.
+// the channel; it returns once no Handler call for the channel is running, so the Handler must
+// not call it for the channel it is delivering. Withdrawing an interest that does not exist
+// does nothing.
 func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
 	cs, err := b.hold(channel, false)
 	if err != nil || cs == nil {
