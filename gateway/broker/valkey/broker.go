@@ -87,8 +87,9 @@ type Broker struct {
 
 var _ broker.Broker = (*Broker)(nil)
 
-// New connects to Valkey, loads the scripts on every node and, with Options.OnControl, waits
-// until the control channel is subscribed. The context bounds the connection attempt.
+// New connects to Valkey (each dial bounded by Options.Timeout), loads the scripts on every
+// node and, with Options.OnControl, waits until the control channel is subscribed; ctx bounds
+// those last two steps. When Valkey cannot be reached the error wraps broker.ErrUnavailable.
 func New(ctx context.Context, opts Options) (*Broker, error) {
 	if opts.Handler == nil {
 		return nil, errors.New("valkey broker: Options.Handler is required")
@@ -123,7 +124,10 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	configureClient(&copt, b.timeout, opts.dial)
 	if b.client, err = valkey.NewClient(copt); err != nil {
-		return nil, fmt.Errorf("valkey broker: connect: %w: %w", broker.ErrUnavailable, err)
+		if isUnavailable(err) {
+			return nil, fmt.Errorf("valkey broker: connect: %w: %w", broker.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("valkey broker: connect: %w", err)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if err := b.loadScripts(ctx); err != nil {
@@ -157,11 +161,7 @@ func configureClient(o *valkey.ClientOption, timeout time.Duration, dial func(co
 		o.ClientName = "herald"
 	}
 	if dial != nil {
-		tlsDial := o.DialCtxFn
-		o.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, cfg *tls.Config) (net.Conn, error) {
-			if tlsDial != nil || cfg != nil {
-				return nil, errors.New("test dialer does not do TLS")
-			}
+		o.DialCtxFn = func(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
 			return dial(ctx, addr, d)
 		}
 	}

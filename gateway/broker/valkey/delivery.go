@@ -25,16 +25,16 @@ const (
 // a receive loop that keeps it subscribed across link failures, and a queue that one drainer
 // goroutine at a time hands to the Handler.
 type subscription struct {
-	b                     *Broker
-	channel, stream, live string
+	b             *Broker
+	channel, live string
 
 	ctx           context.Context // canceled by stop; ends the loop, catch-ups and waits
 	cancel        context.CancelFunc
-	unsubscribing atomic.Bool   // set before SUNSUBSCRIBE: the Receive that ends then is the last
-	confirms      atomic.Uint64 // subscription confirmations seen, to reset the loop's backoff
-	lastErr       atomic.Value  // error: the receive loop's latest failure, for start's timeout
-	loopDone      chan struct{} // closed when the receive loop has returned
-	ready         chan struct{} // closed by the drainer once the starting id is known
+	unsubscribing atomic.Bool           // set before SUNSUBSCRIBE: the Receive that ends then is the last
+	confirms      atomic.Uint64         // subscription confirmations seen, to reset the loop's backoff
+	lastErr       atomic.Pointer[error] // the latest failure to subscribe, for start's timeout
+	loopDone      chan struct{}         // closed when the receive loop has returned
+	ready         chan struct{}         // closed by the drainer once the starting id is known
 
 	mu       sync.Mutex // guards queue, draining and stopped
 	queue    []event    // in the order the connection delivered them
@@ -55,7 +55,7 @@ type event struct {
 
 func (b *Broker) newSubscription(channel string) *subscription {
 	s := &subscription{
-		b: b, channel: channel, stream: b.streamKey(channel), live: b.liveChannel(channel),
+		b: b, channel: channel, live: b.liveChannel(channel),
 		loopDone: make(chan struct{}), ready: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(b.ctx)
@@ -74,8 +74,8 @@ func (s *subscription) start(ctx context.Context) error {
 	case <-s.b.ctx.Done():
 		return broker.ErrClosed
 	case <-wait.Done():
-		if err, ok := s.lastErr.Load().(error); ok && ctx.Err() == nil {
-			return errors.Join(wait.Err(), err)
+		if err := s.lastErr.Load(); err != nil && ctx.Err() == nil {
+			return errors.Join(wait.Err(), *err)
 		}
 		return wait.Err()
 	}
@@ -124,7 +124,7 @@ func (s *subscription) receiveLoop() {
 			return
 		}
 		if err != nil {
-			s.lastErr.Store(err)
+			s.lastErr.Store(&err)
 		}
 		s.b.log.Warn("valkey broker: live link lost, resubscribing", "channel", s.channel, "err", err)
 		if s.confirms.Load() != confirms {
@@ -200,7 +200,7 @@ func (s *subscription) drain() {
 func (s *subscription) handle(ev event) {
 	if ev.confirm {
 		if s.started { // a resubscription: read what the link missed
-			s.b.log.Info("valkey broker: resubscribed, catching up from the log", "channel", s.channel, "after", s.last.String())
+			s.b.log.Debug("valkey broker: resubscribed, catching up from the log", "channel", s.channel, "after", s.last.String())
 			s.catchUp()
 			return
 		}
@@ -216,11 +216,13 @@ func (s *subscription) handle(ev event) {
 	}
 	if e.prev != s.last && !e.prev.IsZero() {
 		// Something between the last delivered message and this one did not arrive live.
-		s.catchUp()
+		gapped := s.catchUp()
 		if s.ctx.Err() != nil || !s.last.Less(e.id) {
 			return
 		}
-		s.gap() // the log did not have this message either: it was lost or is gone
+		if !gapped {
+			s.gap() // the log did not have this message either: it was lost or is gone
+		}
 	}
 	// e.prev zero with a non-zero last: e starts a new log after the old one expired or was
 	// deleted. Every resubscription is queued before the messages that follow it and was
@@ -239,7 +241,7 @@ func (s *subscription) readLast() (broker.ID, bool) {
 		if err == nil {
 			return page.LastID, true
 		}
-		s.lastErr.Store(err)
+		s.lastErr.Store(&err)
 		if !sleep(s.ctx, backoff) {
 			return broker.ID{}, false
 		}
@@ -250,35 +252,39 @@ func (s *subscription) readLast() (broker.ID, bool) {
 // catchUp delivers every logged message after the last delivered one, page by page, retrying
 // reads until they succeed or the subscription stops. When the log cannot prove it holds
 // everything after the last delivered id (the History continuity rule: trimmed past it,
-// expired or lost meanwhile), the Handler is told of the gap first.
-func (s *subscription) catchUp() {
-	checked := false
+// expired or lost meanwhile), the Handler is told of the gap first; catchUp reports whether
+// it did.
+func (s *subscription) catchUp() (gapped bool) {
+	checked, failures := false, 0
 	backoff := minBackoff
 	for {
 		ctx, cancel := context.WithTimeout(s.ctx, s.b.timeout)
 		page, err := s.b.history(ctx, s.channel, broker.HistoryQuery{Since: s.last, Limit: catchUpPage})
 		cancel()
 		if err != nil {
-			s.b.log.Warn("valkey broker: catch-up read failed, retrying", "channel", s.channel, "err", err)
+			if failures++; failures == 1 { // once per catch-up: every channel retries during an outage
+				s.b.log.Warn("valkey broker: catch-up read failed, retrying", "channel", s.channel, "err", err)
+			}
 			if !sleep(s.ctx, backoff) {
-				return
+				return gapped
 			}
 			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		if !checked && !page.Complete {
 			s.gap()
+			gapped = true
 		}
 		checked = true
 		for _, m := range page.Messages {
 			if s.ctx.Err() != nil {
-				return
+				return gapped
 			}
 			s.b.handler.Deliver(m)
 			s.last = m.ID
 		}
 		if !page.More {
-			return
+			return gapped
 		}
 	}
 }

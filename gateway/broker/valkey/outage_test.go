@@ -61,6 +61,30 @@ func TestUnavailableWhilePaused(t *testing.T) {
 	}
 }
 
+// TestSubscribeWhileUnavailable: Subscribe cannot confirm against a frozen server and says so
+// within twice the timeout; afterwards the channel works normally.
+func TestSubscribeWhileUnavailable(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	rec := newRecorder(t)
+	b := newTestBroker(t, Options{URL: srv.URL(), Handler: rec, Timeout: 500 * time.Millisecond})
+	ctx := context.Background()
+	srv.Pause()
+	start := time.Now()
+	err := b.Subscribe(ctx, "s")
+	if !errors.Is(err, broker.ErrUnavailable) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Subscribe with a paused server: %v after %v", err, time.Since(start))
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := b.Subscribe(canceled, "s"); !errors.Is(err, context.Canceled) || errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("Subscribe with a canceled context: %v", err)
+	}
+	srv.Resume()
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error { return b.Subscribe(ctx, "s") })
+	publishRetrying(t, b, "s", 0, 5*time.Second)
+	rec.waitCount(t, "s", 1, 5*time.Second)
+}
+
 func TestUnavailableWhileStopped(t *testing.T) {
 	srv := valkeytest.StartServer(t)
 	b := newTestBroker(t, Options{URL: srv.URL()})
