@@ -332,18 +332,28 @@ func TestGapWhenLastEventIDIsOlderThanHistory(t *testing.T) {
 
 func TestSIGTERMDrainsWithGoingAway(t *testing.T) {
 	s := startServer(t, freePort(t), "--shutdown-timeout", "5s")
-	conn, _, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
+	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// The connected frame may arrive with the handshake response, in br.
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{io.Reader(conn), conn}
+	if br != nil {
+		rw.Reader = io.MultiReader(br, conn)
+	}
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	wsutil.ReadServerText(conn) // connected
+	if m, err := wsutil.ReadServerText(rw); err != nil || !strings.Contains(string(m), "connected") {
+		t.Fatalf("first frame %q %v", m, err)
+	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
-	_, err = wsutil.ReadServerText(conn)
+	_, err = wsutil.ReadServerText(rw)
 	var closed wsutil.ClosedError
 	if !errors.As(err, &closed) || closed.Code != 1001 || !strings.HasPrefix(closed.Reason, "reconnect_after_ms=") {
-		t.Fatalf("after SIGTERM: %v", err)
+		t.Fatalf("after SIGTERM: %v\n%s", err, s.logs())
 	}
 	select {
 	case err := <-s.exited:
