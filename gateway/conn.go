@@ -323,13 +323,6 @@ func (c *conn) closeLocked(cause closeCause) {
 	c.gw.retire(c)
 }
 
-// isClosed reports whether the connection was closed.
-func (c *conn) isClosed() bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.closed
-}
-
 // Close causes.
 var (
 	causeIO         = closeCause{metric: "io_error"} // code 0: nothing is sent

@@ -1,0 +1,49 @@
+# The targets a developer and CI use. `make test` is the README's test command: it installs what
+# the tests need (valkey-server from Debian's bookworm-backports) and runs every test with the race
+# detector. The Valkey tests start their own valkey-server processes (standalone and a three-node
+# cluster) on spare loopback ports and stop them when they end.
+
+GO        ?= go
+FUZZTIME  ?= 10s
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: all build test test-short vet staticcheck lint fuzz deps run clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+deps:
+	bash .ci/install-deps
+
+test: deps
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Without the 4,000-connection idle test and without the race detector: a quick loop.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+
+lint: vet staticcheck
+
+# Runs every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || { echo "FAIL $$pkg $$f"; exit 1; }; \
+	  done; \
+	done
+
+run:
+	$(GO) run ./cmd/herald serve
+
+clean:
+	rm -f herald herald-bench
