@@ -40,12 +40,13 @@ func BenchmarkPublishIdempotent(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishParallel: concurrent publishers share connections through valkey-go's
+// BenchmarkPublishParallel: 8 publishers per CPU share connections through valkey-go's
 // automatic pipelining.
 func BenchmarkPublishParallel(b *testing.B) {
 	srv := valkeytest.StartServer(b)
 	br := newTestBroker(b, Options{URL: srv.URL()})
 	ctx := context.Background()
+	b.SetParallelism(8)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req := broker.PublishRequest{Channel: "bench", Data: benchData}

@@ -28,8 +28,8 @@ type Options struct {
 	URL string
 	// Handler receives the messages of channels this node subscribed to. Required.
 	Handler broker.Handler
-	// Retention is the history kept per channel; a zero Default means broker.DefaultRetention.
-	// A Size of zero or less keeps every message, a TTL of zero or less never expires the log.
+	// Retention is the history kept per channel. As in the memory broker, a zero (or negative)
+	// Size or TTL of the Default means broker.DefaultRetention's, and in a rule the Default's.
 	Retention broker.RetentionPolicy
 	// IdempotencyWindow is how long idempotency keys are remembered; zero means
 	// broker.DefaultIdempotencyWindow.
@@ -100,16 +100,13 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	}
 	b := &Broker{
 		handler:   opts.Handler,
-		retention: opts.Retention,
 		window:    opts.IdempotencyWindow,
 		prefix:    opts.KeyPrefix,
 		timeout:   opts.Timeout,
 		log:       opts.Logger,
 		subs:      make(map[string]*channelSub),
 	}
-	if b.retention.Default == (broker.Retention{}) {
-		b.retention.Default = broker.DefaultRetention
-	}
+	b.retention = normalizeRetention(opts.Retention)
 	if b.window <= 0 {
 		b.window = broker.DefaultIdempotencyWindow
 	}
@@ -143,6 +140,29 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		}
 	}
 	return b, nil
+}
+
+// normalizeRetention fills zero sizes and TTLs: the Default's from broker.DefaultRetention, the
+// rules' from the Default. The rules slice is copied.
+func normalizeRetention(p broker.RetentionPolicy) broker.RetentionPolicy {
+	if p.Default.Size <= 0 {
+		p.Default.Size = broker.DefaultRetention.Size
+	}
+	if p.Default.TTL <= 0 {
+		p.Default.TTL = broker.DefaultRetention.TTL
+	}
+	rules := make([]broker.RetentionRule, len(p.Rules))
+	for i, r := range p.Rules {
+		if r.Size <= 0 {
+			r.Size = p.Default.Size
+		}
+		if r.TTL <= 0 {
+			r.TTL = p.Default.TTL
+		}
+		rules[i] = r
+	}
+	p.Rules = rules
+	return p
 }
 
 // configureClient sets what herald needs on top of the URL's options: no client-side cache,

@@ -3,8 +3,8 @@
 --
 -- KEYS[1]    the channel's stream
 -- KEYS[2..]  the idempotency keys of the messages that carry one, in message order
--- ARGV[1]    MAXLEN ~ for XADD ("0": no trimming)
--- ARGV[2]    stream TTL in ms ("0": no expiry)
+-- ARGV[1]    MAXLEN ~ for XADD
+-- ARGV[2]    stream TTL in ms
 -- ARGV[3]    idempotency window in ms
 -- ARGV[4]    the shard pub/sub channel
 -- ARGV[5]    n, the number of messages
@@ -41,12 +41,7 @@ for i = 1, n do
       local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
       if #last > 0 then prev = last[1][1] else prev = '0-0' end
     end
-    local id
-    if maxlen == '0' then
-      id = redis.call('XADD', stream, '*', 'p', prev, 'e', event, 'd', data)
-    else
-      id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'p', prev, 'e', event, 'd', data)
-    end
+    local id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'p', prev, 'e', event, 'd', data)
     if idem then
       redis.call('SET', idem, id, 'PX', window)
     end
@@ -56,7 +51,7 @@ for i = 1, n do
     out[i] = {id, 0}
   end
 end
-if added and ttl ~= '0' then
+if added then
   redis.call('PEXPIRE', stream, ttl)
 end
 return out

@@ -288,7 +288,8 @@ func (s *Server) logTail() string {
 }
 
 // Do runs one command with valkey-cli against the server and returns its raw output with the
-// trailing newline removed. It is for inspecting the server from tests, not for load.
+// trailing newline removed. valkey-cli exits 0 on an error reply, so such a reply comes back as
+// output ("ERR ..."), not as an error. It is for inspecting the server from tests, not for load.
 func (s *Server) Do(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
