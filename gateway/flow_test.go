@@ -226,3 +226,37 @@ func (e *testEnv) poll(t *testing.T, query string) pollResponse {
 	}
 	return out
 }
+
+// TestBrokerGapReachesLiveSubscribers: when the broker reports that messages were lost on their
+// way to this node (a Valkey outage outlasting the history), live subscribers are told in order.
+func TestBrokerGapReachesLiveSubscribers(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	c := e.dialWS(bearer(tok))
+	c.expect("connected")
+	c.send(map[string]any{"type": "subscribe", "channel": "lossy"})
+	c.expect("subscribed")
+	sse, _ := e.openSSE("channel=lossy&access_token="+tok, nil)
+	waitFor(t, 2*time.Second, func() bool { return e.gw.Subscribers("lossy") == 2 }, "both subscribed")
+	before := e.publish("lossy", `1`)
+	e.gw.hub.Gap("lossy")
+	after := e.publish("lossy", `2`)
+	if m := c.expect("message"); m["id"] != before.String() {
+		t.Fatalf("%v", m)
+	}
+	if m := c.expect("gap"); m["channel"] != "lossy" {
+		t.Fatalf("%v", m)
+	}
+	if m := c.expect("message"); m["id"] != after.String() {
+		t.Fatalf("%v", m)
+	}
+	if _, id, _ := sse.next().message(t); id != before.String() {
+		t.Fatalf("sse first %s", id)
+	}
+	if ev := sse.next(); ev.event != "herald.gap" || ev.data != `{"channel":"lossy"}` {
+		t.Fatalf("sse gap %+v", ev)
+	}
+	if _, id, _ := sse.next().message(t); id != after.String() {
+		t.Fatalf("sse after %s", id)
+	}
+}

@@ -38,6 +38,9 @@ const (
 // takes and queues the rest, or closes a connection whose queue overflowed.
 type sink interface {
 	deliver(sub *subscription, d *delivery)
+	// gap tells the client that messages of sub's channel were lost on their way to this node
+	// (see broker.GapHandler). Like deliver, it must not block.
+	gap(sub *subscription)
 }
 
 // maxPending bounds the live messages buffered while a subscription's replay is written.
@@ -121,9 +124,15 @@ type Hub struct {
 	seed    maphash.Seed
 	shards  [hubShards]hubShard
 
-	queues  []chan broker.Message
+	queues  []chan dispatchItem
 	done    chan struct{}
 	workers sync.WaitGroup // dispatchers and background unsubscribes
+}
+
+// dispatchItem is a message for a channel's subscribers, or the news that some were lost.
+type dispatchItem struct {
+	msg broker.Message
+	gap bool
 }
 
 // dispatchQueue is how many messages may wait per dispatcher before Deliver blocks (and with it
@@ -136,9 +145,9 @@ func newHub(m *metrics.Metrics) *Hub {
 		h.shards[i].channels = make(map[string]*channelState)
 	}
 	n := runtime.GOMAXPROCS(0)
-	h.queues = make([]chan broker.Message, n)
+	h.queues = make([]chan dispatchItem, n)
 	for i := range h.queues {
-		h.queues[i] = make(chan broker.Message, dispatchQueue)
+		h.queues[i] = make(chan dispatchItem, dispatchQueue)
 		h.workers.Add(1)
 		go h.dispatch(h.queues[i])
 	}
@@ -152,24 +161,51 @@ func (h *Hub) shard(channel string) *hubShard {
 }
 
 // Deliver implements broker.Handler: it queues msg for its channel's dispatcher.
-func (h *Hub) Deliver(msg broker.Message) {
-	q := h.queues[h.hash(msg.Channel)%uint64(len(h.queues))]
+func (h *Hub) Deliver(msg broker.Message) { h.enqueue(dispatchItem{msg: msg}) }
+
+// Gap implements broker.GapHandler: the channel's live subscribers are told, in order with its
+// messages, that some were lost.
+func (h *Hub) Gap(channel string) { h.enqueue(dispatchItem{msg: broker.Message{Channel: channel}, gap: true}) }
+
+func (h *Hub) enqueue(item dispatchItem) {
+	q := h.queues[h.hash(item.msg.Channel)%uint64(len(h.queues))]
 	select {
-	case q <- msg:
+	case q <- item:
 	case <-h.done:
 	}
 }
 
-func (h *Hub) dispatch(q chan broker.Message) {
+func (h *Hub) dispatch(q chan dispatchItem) {
 	defer h.workers.Done()
 	for {
 		select {
-		case msg := <-q:
-			h.fanOut(msg)
+		case item := <-q:
+			if item.gap {
+				h.reportGap(item.msg.Channel)
+			} else {
+				h.fanOut(item.msg)
+			}
 		case <-h.done:
 			return
 		}
 	}
+}
+
+// reportGap tells the channel's live subscriptions that messages were lost. Subscriptions still
+// writing their replay need no notice: their history read already shows what the log lacks.
+func (h *Hub) reportGap(channel string) {
+	cs := h.lookup(channel)
+	if cs == nil {
+		return
+	}
+	cs.mu.RLock()
+	defer cs.mu.RUnlock()
+	for _, sub := range cs.subs {
+		if sub.live.Load() {
+			sub.sink.gap(sub)
+		}
+	}
+	h.metrics.Gaps.Inc()
 }
 
 func (h *Hub) lookup(channel string) *channelState {

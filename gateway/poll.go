@@ -15,7 +15,12 @@ import (
 // channel has news, then it reads the log itself.
 type pollWaiter struct{ wake chan struct{} }
 
-func (p *pollWaiter) deliver(*subscription, *delivery) {
+func (p *pollWaiter) deliver(*subscription, *delivery) { p.signal() }
+
+// gap wakes the request: its next read of the log reports what is missing.
+func (p *pollWaiter) gap(*subscription) { p.signal() }
+
+func (p *pollWaiter) signal() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -92,11 +97,10 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	cancel()
 
-	resumed := req.since != nil
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		resp, err := g.collect(r.Context(), subs, resumed)
+		resp, err := g.collect(r.Context(), subs)
 		if err != nil {
 			problem.Write(w, unavailable("cannot read history now: "+err.Error()))
 			return
@@ -105,7 +109,6 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 			writePoll(w, resp)
 			return
 		}
-		resumed = false // gaps are reported once, on the first read after the cursor
 		select {
 		case <-waiter.wake:
 		case <-deadline.C:
@@ -120,8 +123,9 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// collect reads every channel's messages after its position and advances the positions.
-func (g *Gateway) collect(ctx context.Context, subs []*subscription, reportGaps bool) (pollResponse, error) {
+// collect reads every channel's messages after its position and advances the positions. A
+// channel whose log no longer holds everything after its position is listed in Gaps.
+func (g *Gateway) collect(ctx context.Context, subs []*subscription) (pollResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.BrokerTimeout)
 	defer cancel()
 	resp := pollResponse{Messages: []pollMessage{}, Recovered: true}
@@ -130,7 +134,7 @@ func (g *Gateway) collect(ctx context.Context, subs []*subscription, reportGaps 
 		if err != nil {
 			return resp, err
 		}
-		if reportGaps && !page.Complete {
+		if !page.Complete {
 			resp.Recovered = false
 			resp.Gaps = append(resp.Gaps, sub.ch.name)
 			g.metrics.Gaps.Inc()

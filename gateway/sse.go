@@ -133,6 +133,9 @@ func (s *sseSession) deliver(sub *subscription, d *delivery) {
 	s.deliverBody(sub, d.msg.ID, d.sseBody)
 }
 
+// gap implements sink.
+func (s *sseSession) gap(sub *subscription) { s.write(gapEvent(sub.ch.name), nil) }
+
 // deliverBody writes an event whose id line is the stream's cursor after this message.
 func (s *sseSession) deliverBody(sub *subscription, id broker.ID, body []byte) {
 	s.wmu.Lock()

@@ -336,6 +336,11 @@ func (s *wsSession) deliver(sub *subscription, d *delivery) {
 	s.write(d.ws, nil)
 }
 
+// gap implements sink: {"type":"gap","channel":...} tells the client to refetch its state.
+func (s *wsSession) gap(sub *subscription) {
+	s.write(newServerFrame("gap").str("channel", sub.ch.name).bytes(), nil)
+}
+
 func (s *wsSession) closeFrame(c closeCause) []byte {
 	if c.code == 0 {
 		return nil

@@ -81,6 +81,15 @@ type Handler interface {
 	Deliver(msg Message)
 }
 
+// GapHandler may be implemented by a Handler that wants to know when the broker could not hand
+// it every message of a channel: after an outage of the link between nodes, messages published
+// meanwhile were already trimmed from the log (or the log was lost). Gap is called in the
+// channel's delivery order, before the first message delivered after the gap, and never
+// concurrently with Deliver for the same channel.
+type GapHandler interface {
+	Gap(channel string)
+}
+
 // Broker stores messages and distributes them to every node. Implementations are safe for
 // concurrent use.
 type Broker interface {

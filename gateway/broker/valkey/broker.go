@@ -54,14 +54,9 @@ type Options struct {
 	dial func(ctx context.Context, addr string, d *net.Dialer) (net.Conn, error)
 }
 
-// GapHandler may be implemented by an Options.Handler that wants to know when the broker could
-// not hand it every message of a channel: after an outage, messages published meanwhile were
-// already trimmed from the log (or the log was lost). Gap is called in the channel's delivery
-// order, before the first message delivered after the gap; the handler's subscribers should
-// resume from their own positions (and will be told the history is incomplete).
-type GapHandler interface {
-	Gap(channel string)
-}
+// GapHandler is broker.GapHandler: a Handler implementing it is told when messages published
+// during an outage were already trimmed from the log (or the log was lost).
+type GapHandler = broker.GapHandler
 
 // Broker is a broker.Broker backed by Valkey. It is safe for concurrent use.
 type Broker struct {
