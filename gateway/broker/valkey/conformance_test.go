@@ -10,14 +10,14 @@ import (
 )
 
 // TestConformance runs the shared broker suite against a standalone server; TestCluster runs it
-// against a cluster. Valkey trims with MAXLEN ~, whole macro nodes at a time.
+// against a cluster. Trimming is exact, so the suite's exact-size checks apply.
 func TestConformance(t *testing.T) {
 	srv := valkeytest.StartServer(t)
 	runConformance(t, srv.URL())
 }
 
 func runConformance(t *testing.T, url string) {
-	brokertest.RunConfig(t, brokertest.Config{ApproximateTrim: true},
+	brokertest.RunConfig(t, brokertest.Config{},
 		func(t *testing.T, opts brokertest.Options) broker.Broker {
 			b, err := New(context.Background(), Options{
 				URL: url, Handler: opts.Handler, Retention: opts.Retention, IdempotencyWindow: opts.IdempotencyWindow,
