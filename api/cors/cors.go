@@ -57,7 +57,7 @@ func (p Policy) SetHeaders(h http.Header, r *http.Request) {
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Set("Access-Control-Allow-Credentials", "true")
-	h.Set("Access-Control-Expose-Headers", "Retry-After, Idempotency-Key")
+	h.Set("Access-Control-Expose-Headers", "Retry-After, Idempotency-Key, Idempotent-Replayed")
 }
 
 // SetPreflightHeaders adds the headers that answer a preflight (OPTIONS) request from an allowed

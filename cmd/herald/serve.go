@@ -186,10 +186,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log.Info("shutting down: refusing new connections, asking clients to reconnect elsewhere")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
-	_ = srv.Shutdown(shutdownCtx) // stops accepting; hijacked connections belong to the gateway
+	// Both at once: the HTTP server stops accepting and waits for requests in flight, and the
+	// gateway answers its long-polls at once (so that wait is short) and tells WebSocket and SSE
+	// clients, which the HTTP server no longer tracks after the hijack, to reconnect elsewhere.
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		_ = srv.Shutdown(shutdownCtx)
+	}()
 	if err := gw.Shutdown(shutdownCtx); err != nil {
 		log.Warn("gateway shutdown", "err", err)
 	}
+	<-httpDone
 	log.Info("stopped")
 	return nil
 }
