@@ -349,8 +349,32 @@ func TestSIGTERMDrainsWithGoingAway(t *testing.T) {
 	if m, err := wsutil.ReadServerText(rw); err != nil || !strings.Contains(string(m), "connected") {
 		t.Fatalf("first frame %q %v", m, err)
 	}
+	// A long-poll in flight must not hold the shutdown back.
+	polled := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(s.base + "/v1/poll?channel=quiet&timeout=30&access_token=" + s.sub)
+		if err != nil {
+			polled <- 0
+			return
+		}
+		resp.Body.Close()
+		polled <- resp.StatusCode
+	}()
+	time.Sleep(200 * time.Millisecond)
+	signalled := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	_, err = wsutil.ReadServerText(rw)
+	if d := time.Since(signalled); d > 3*time.Second {
+		t.Fatalf("the close came %v after SIGTERM", d)
+	}
+	select {
+	case code := <-polled:
+		if code != 200 {
+			t.Fatalf("long-poll during shutdown: status %d", code)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the long-poll was not answered at shutdown")
+	}
 	var closed wsutil.ClosedError
 	if !errors.As(err, &closed) || closed.Code != 1001 || !strings.HasPrefix(closed.Reason, "reconnect_after_ms=") {
 		t.Fatalf("after SIGTERM: %v\n%s", err, s.logs())
