@@ -203,7 +203,9 @@ func (c *conn) writeLocked(a, b []byte) bool {
 	} else {
 		c.enqueue(nil, b[n-len(a):])
 	}
-	if !c.closed {
+	// Before start registers the connection (a replay written during the handshake), there is
+	// nothing to arm yet: start arms EPOLLOUT itself when it finds bytes queued.
+	if !c.closed && c.desc != nil {
 		if err := c.desc.Arm(netpoll.Readable | netpoll.Writable); err != nil {
 			c.closeLocked(causeIO)
 		}

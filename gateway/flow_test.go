@@ -261,3 +261,21 @@ func TestBrokerGapReachesLiveSubscribers(t *testing.T) {
 		t.Fatalf("sse after %s", id)
 	}
 }
+
+// TestSSELargeReplayBeforeStart: a replay bigger than the socket buffer is written while the
+// stream starts, before the connection is registered with epoll; the rest is queued and flushed.
+func TestSSELargeReplayBeforeStart(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	big := `"` + strings.Repeat("y", 60000) + `"`
+	var ids []string
+	for range 40 { // 2.4 MB: more than loopback socket buffers hold
+		ids = append(ids, e.publish("bulk", big).String())
+	}
+	c, _ := e.openSSE("channel=bulk&since=0&access_token="+tok, nil)
+	for _, want := range ids {
+		if _, id, _ := c.next().message(t); id != want {
+			t.Fatalf("got %s want %s", id, want)
+		}
+	}
+}
