@@ -269,7 +269,7 @@ func TestSSELargeReplayBeforeStart(t *testing.T) {
 	tok := e.token([]string{"*"}, nil, time.Hour)
 	big := `"` + strings.Repeat("y", 60000) + `"`
 	var ids []string
-	for range 40 { // 2.4 MB: more than loopback socket buffers hold
+	for range 200 { // 12 MB: more than loopback socket buffers hold
 		ids = append(ids, e.publish("bulk", big).String())
 	}
 	c, _ := e.openSSE("channel=bulk&since=0&access_token="+tok, nil)
