@@ -7,7 +7,7 @@ GO        ?= go
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test test-short vet staticcheck lint fuzz deps run clean
+.PHONY: all build test test-short test-js vet staticcheck lint fuzz deps run clean
 
 all: build
 
@@ -19,6 +19,13 @@ deps:
 
 test: deps
 	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) test-js
+
+# The JavaScript SDK (sdk/js): builds it, then tests it against a real herald in Node.js and in
+# headless chromium. `make deps` installs what it needs (chromium, the npm devDependencies).
+test-js:
+	@[ -d sdk/js/node_modules ] || npm --prefix sdk/js ci --no-audit --no-fund
+	npm --prefix sdk/js test
 
 # Without the 4,000-connection idle test and without the race detector: a quick loop.
 test-short:

@@ -1,0 +1,26 @@
+import type { ReconnectOptions } from './types.js';
+
+/** Exponential backoff with full jitter, reset after a stable connection. */
+export class Backoff {
+  private attempt = 0;
+  private readonly base: number;
+  private readonly cap: number;
+  readonly stableAfterMs: number;
+
+  constructor(opts: ReconnectOptions = {}) {
+    this.base = opts.initialDelayMs ?? 500;
+    this.cap = opts.maxDelayMs ?? 30_000;
+    this.stableAfterMs = opts.stableAfterMs ?? 15_000;
+  }
+
+  /** The next delay: random in [0, min(cap, base * 2^attempt)). */
+  next(): number {
+    const ceiling = Math.min(this.cap, this.base * 2 ** Math.min(this.attempt, 30));
+    this.attempt++;
+    return Math.floor(Math.random() * ceiling);
+  }
+
+  reset(): void {
+    this.attempt = 0;
+  }
+}

@@ -1,0 +1,179 @@
+import { HeraldError, problemError } from './errors.js';
+import { blockedStatus, endpoint, networkError, OpenError, retryAfterMs, sleep, type Host, type Transport } from './transport.js';
+import type { FetchLike, HeraldMessage } from './types.js';
+
+export interface PollResponse {
+  messages: Array<{ channel: string; id: string; event?: string; data: unknown }>;
+  cursor: string;
+  recovered: boolean;
+  gaps?: string[];
+}
+
+/** One GET /v1/poll. Throws HeraldError (code `network` for transport problems, with status for HTTP ones). */
+export async function pollOnce(
+  fetch: FetchLike,
+  baseUrl: string,
+  token: string,
+  channels: string[],
+  cursor: string | undefined,
+  timeoutSec: number,
+  signal?: AbortSignal,
+  budgetMs = timeoutSec * 1000 + 10_000,
+): Promise<PollResponse> {
+  const q = new URLSearchParams();
+  for (const ch of channels) q.append('channel', ch);
+  if (cursor !== undefined) q.set('since', cursor);
+  q.set('timeout', String(timeoutSec));
+  const ac = new AbortController();
+  const abort = () => ac.abort();
+  signal?.addEventListener('abort', abort);
+  const timer = setTimeout(abort, budgetMs);
+  try {
+    let res: Response;
+    try {
+      res = await fetch(endpoint(baseUrl, 'v1/poll', q), { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store', signal: ac.signal });
+    } catch (err) {
+      throw networkError(err, 'poll');
+    }
+    if (!res.ok) {
+      const err = await problemError(res, 'poll');
+      (err as { retryAfterMs?: number }).retryAfterMs = retryAfterMs(res);
+      throw err;
+    }
+    let body: PollResponse;
+    try {
+      body = (await res.json()) as PollResponse;
+    } catch (err) {
+      throw networkError(err, 'poll');
+    }
+    if (!body || !Array.isArray(body.messages) || typeof body.cursor !== 'string') {
+      throw new HeraldError('network', 'poll: unexpected response', { transport: 'poll', status: res.status });
+    }
+    return body;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', abort);
+  }
+}
+
+/**
+ * HTTP long-polling: GET /v1/poll with the channels and their cursor, again and again. A change
+ * of channels cancels the request in flight and asks again with the new set.
+ */
+export class PollTransport implements Transport {
+  readonly name = 'poll' as const;
+  private closed = false;
+  private started = false;
+  private token: string | undefined;
+  private ac: AbortController | undefined;
+  private channels: string[] = [];
+  private first: { channels: string[]; resp: PollResponse } | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly host: Host,
+    private readonly fetch: FetchLike,
+  ) {}
+
+  async open(): Promise<void> {
+    const channels = this.host.channels();
+    if (channels.length === 0) return;
+    const ac = new AbortController();
+    this.ac = ac;
+    try {
+      this.token = await this.host.getToken();
+      const cursor = await this.host.cursorFor(channels, ac.signal);
+      const resp = await pollOnce(this.fetch, this.host.settings.baseUrl, this.token, channels, cursor, 0, ac.signal, this.host.settings.connectTimeoutMs);
+      this.first = { channels, resp };
+    } catch (err) {
+      const e = err instanceof HeraldError ? err : networkError(err, 'poll');
+      const transport = e.code === 'network' || (e.status !== undefined && blockedStatus(e.status));
+      throw new OpenError(transport, e, (e as { retryAfterMs?: number }).retryAfterMs);
+    }
+  }
+
+  start(): void {
+    this.started = true;
+    void this.loop();
+  }
+
+  update(): void {
+    if (!this.started || this.closed) return;
+    const want = this.host.channels();
+    if (want.length === this.channels.length && want.every((c, i) => c === this.channels[i])) return;
+    this.ac?.abort();
+    this.wake?.();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.ac?.abort();
+    this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    if (this.first) {
+      const { channels, resp } = this.first;
+      this.first = undefined;
+      this.channels = channels;
+      this.process(channels, resp);
+    }
+    let authRetried = false;
+    while (!this.closed) {
+      const channels = this.host.channels();
+      this.channels = channels;
+      if (channels.length === 0) {
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = undefined;
+        continue;
+      }
+      const ac = new AbortController();
+      this.ac = ac;
+      let resp: PollResponse;
+      try {
+        this.token ??= await this.host.getToken();
+        const cursor = await this.host.cursorFor(channels, ac.signal);
+        resp = await pollOnce(this.fetch, this.host.settings.baseUrl, this.token, channels, cursor, this.host.settings.pollTimeoutSec, ac.signal);
+      } catch (err) {
+        if (this.closed) return;
+        if (ac.signal.aborted) continue; // the channels changed
+        const e = err instanceof HeraldError ? err : networkError(err, 'poll');
+        if (e.status === 401 && !authRetried) {
+          authRetried = true;
+          this.token = undefined; // a fresh token on the next request
+          continue;
+        }
+        if (e.status === 429 || e.status === 503) {
+          await sleep((e as { retryAfterMs?: number }).retryAfterMs ?? 1000);
+          continue;
+        }
+        if (e.status === 400 || e.status === 403) {
+          this.host.streamError(this, e);
+        }
+        this.host.lost(this, { error: e, ...(e.status !== undefined ? { code: e.status } : {}) });
+        return;
+      }
+      authRetried = false;
+      if (this.closed) return;
+      this.process(channels, resp);
+    }
+  }
+
+  private process(channels: string[], resp: PollResponse): void {
+    const gaps = resp.gaps ?? [];
+    for (const ch of gaps) this.host.gap(this, ch, this.host.position(ch));
+    for (const m of resp.messages) {
+      const msg: HeraldMessage = { channel: m.channel, id: m.id, data: m.data };
+      if (m.event) msg.event = m.event;
+      this.host.message(this, msg);
+    }
+    this.host.cursor(this, channels, resp.cursor);
+    // A gap without messages means the channel's log has nothing after our position: it was
+    // lost (a gateway restart with the memory broker) or expired. The cursor the gateway returns
+    // keeps our old position, and asking again from it reports the gap again at once, in a tight
+    // loop. Whatever the log holds from now on is new to us, so read it from the start.
+    for (const ch of gaps) {
+      if (!resp.messages.some((m) => m.channel === ch)) this.host.rewind(this, ch);
+    }
+  }
+}
