@@ -37,7 +37,8 @@ type wsSession struct {
 	wg     sync.WaitGroup     // the writer and token refreshes
 
 	nextID     atomic.Int64
-	refreshing atomic.Bool
+	refreshing atomic.Bool // a refresh goroutine runs; it alone uses token
+	token      string      // the credential the connection is authenticated with
 
 	// guarded by c.mu
 	pending map[int64]*Subscription // subscribe frame id -> its subscription
@@ -89,7 +90,7 @@ func (c *Client) runWS(token string) (time.Time, error) {
 		}
 		return time.Time{}, fmt.Errorf("herald: websocket: %w", err)
 	}
-	s := &wsSession{c: c, conn: conn, br: br, pooled: br != nil,
+	s := &wsSession{c: c, conn: conn, br: br, pooled: br != nil, token: token,
 		out: make(chan []byte, 1024), pending: make(map[int64]*Subscription)}
 	if s.br == nil {
 		s.br = bufio.NewReaderSize(conn, 4096)
@@ -382,12 +383,16 @@ func (s *wsSession) refresh() {
 		ctx, cancel := context.WithTimeout(s.ctx, s.c.cfg.dialTimeout)
 		defer cancel()
 		tok, err := s.c.cfg.token(ctx)
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.c.reportError(fmt.Errorf("herald: token refresh: %w", err))
-			}
-			return
+		switch {
+		case err != nil && s.ctx.Err() == nil:
+			s.c.reportError(fmt.Errorf("herald: token refresh: %w", err))
+		case err == nil && tok == s.token:
+			// A fixed credential: sending it again would only make the server ask again. The
+			// connection ends with 4001 at expiry and the reconnect tries the token function.
+			s.c.reportError(errors.New("herald: token refresh: the token function returned the token in use"))
+		case err == nil:
+			s.token = tok
+			s.send(clientFrame{Type: "auth", ID: s.nextID.Add(1), Token: tok})
 		}
-		s.send(clientFrame{Type: "auth", ID: s.nextID.Add(1), Token: tok})
 	}()
 }
