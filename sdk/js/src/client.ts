@@ -388,6 +388,7 @@ export class HeraldClient {
       }
       if (this.probing !== t || this.active !== from) {
         t.close();
+        if (this.active === from) this.scheduleProbe();
         return;
       }
       // Switch: the old transport stops before the new one subscribes from the positions it

@@ -3,6 +3,9 @@ import { endpoint, networkError, OpenError, type Host, type LostInfo, type Trans
 import type { WebSocketConstructor, WebSocketLike } from './types.js';
 
 const OPEN = 1;
+// herald allows 100 client frames per 10 s; keep a margin for its fixed window.
+const FRAME_BUDGET = 90;
+const FRAME_WINDOW_MS = 10_000;
 
 interface ServerFrame {
   type?: string;
@@ -69,6 +72,9 @@ export class WebSocketTransport implements Transport {
   private watchdog: ReturnType<typeof setInterval> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private started = false;
+  private outbox: string[] = [];
+  private sent: number[] = []; // when the frames of the current window went out
+  private flushTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly host: Host,
@@ -175,6 +181,9 @@ export class WebSocketTransport implements Transport {
   private teardown(): void {
     clearInterval(this.watchdog);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.outbox.length = 0;
     const ws = this.ws;
     this.ws = undefined;
     if (!ws) return;
@@ -195,13 +204,37 @@ export class WebSocketTransport implements Transport {
     return id;
   }
 
+  /**
+   * Sends a frame, paced: herald closes a connection that sends more than 100 frames in 10 s
+   * (4029), and resubscribing up to 128 channels after a reconnect must not trip that. Frames
+   * past the budget wait, in order, for the window to move on.
+   */
   private send(frame: object): void {
+    this.outbox.push(JSON.stringify(frame));
+    this.flush();
+  }
+
+  private flush(): void {
     const ws = this.ws;
-    if (!ws || ws.readyState !== OPEN) return;
-    try {
-      ws.send(JSON.stringify(frame));
-    } catch {
-      // the close event follows
+    if (!ws || ws.readyState !== OPEN) {
+      this.outbox.length = 0;
+      return;
+    }
+    const now = Date.now();
+    while (this.sent.length > 0 && now - this.sent[0]! >= FRAME_WINDOW_MS) this.sent.shift();
+    while (this.outbox.length > 0 && this.sent.length < FRAME_BUDGET) {
+      this.sent.push(now);
+      try {
+        ws.send(this.outbox.shift()!);
+      } catch {
+        return; // the close event follows
+      }
+    }
+    if (this.outbox.length > 0 && this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        this.flush();
+      }, FRAME_WINDOW_MS - (now - this.sent[0]!) + 10);
     }
   }
 

@@ -138,3 +138,17 @@ test('client.publish retries with one idempotency key and returns the id', { tim
     client.close();
   }
 });
+
+test('websocket: subscribing 120 channels at once stays within the frame rate limit of the gateway (100 per 10 s)', { timeout: 40_000 }, async () => {
+  const client = new HeraldClient({ url: herald.url, getToken: () => mintToken(), WebSocket, transports: ['websocket'] });
+  const r = recorder(client);
+  try {
+    const got = new Map();
+    for (let i = 0; i < 120; i++) client.subscribe(`many:${i}`, (m) => got.set(m.channel, m.data), { since: '0' });
+    await herald.publish('many:119', 'last');
+    await waitFor(() => got.get('many:119') === 'last', 20_000, 'the 120th channel');
+    assert.ok(!r.states.some((s) => s.state === 'disconnected'), 'not closed for sending too many frames');
+  } finally {
+    client.close();
+  }
+});
