@@ -11,25 +11,31 @@ import (
 // Last-Event-ID, long-poll's since): one message id per channel, in the order the channels are
 // named in the request, joined by commas. With one channel it is just that channel's message id,
 // so single-channel clients see plain ids. Clients echo it back unchanged; EventSource reconnects
-// with the same URL, so the order is stable.
+// with the same URL, so the order is stable. A client that adds a channel to a resuming stream
+// leaves its element empty ("5-1,,7-0"): that channel starts live, the others resume. herald
+// itself always writes an id for every channel.
 
 // maxCursorLen bounds what is parsed: 128 channels of 41-byte ids and commas.
 const maxCursorLen = 128 * 42
 
 var errBadCursor = errors.New("malformed cursor")
 
-// parseCursor reads a cursor for n channels.
-func parseCursor(s string, n int) ([]broker.ID, error) {
-	if len(s) > maxCursorLen || strings.Count(s, ",") != n-1 {
+// parseCursor reads a cursor for n channels. A nil position means live only.
+func parseCursor(s string, n int) ([]*broker.ID, error) {
+	if s == "" || len(s) > maxCursorLen || strings.Count(s, ",") != n-1 {
 		return nil, errBadCursor
 	}
-	out := make([]broker.ID, 0, n)
+	out := make([]*broker.ID, 0, n)
 	for part := range strings.SplitSeq(s, ",") {
+		if part == "" {
+			out = append(out, nil)
+			continue
+		}
 		id, err := broker.ParseID(part)
 		if err != nil {
 			return nil, errBadCursor
 		}
-		out = append(out, id)
+		out = append(out, &id)
 	}
 	return out, nil
 }

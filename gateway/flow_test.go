@@ -279,3 +279,22 @@ func TestSSELargeReplayBeforeStart(t *testing.T) {
 		}
 	}
 }
+
+// TestSSECursorWithLiveOnlyChannel: an empty cursor element starts that channel live while the
+// others resume (a client adding a channel to a resuming stream).
+func TestSSECursorWithLiveOnlyChannel(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	a1 := e.publish("a", `1`)
+	a2 := e.publish("a", `2`)
+	e.publish("b", `"old"`)
+	c, _ := e.openSSE("channel=a&channel=b&access_token="+tok, http.Header{"Last-Event-Id": {a1.String() + ","}})
+	if _, id, _ := c.next().message(t); id != a2.String() {
+		t.Fatalf("resumed a: %s", id)
+	}
+	b2 := e.publish("b", `"new"`)
+	ch, id, _ := c.next().message(t)
+	if ch != "b" || id != b2.String() {
+		t.Fatalf("got %s %s, want b's live message", ch, id)
+	}
+}

@@ -18,7 +18,7 @@ func badRequest(code, detail string) *requestError {
 // streamRequest is a parsed SSE or long-poll request.
 type streamRequest struct {
 	channels []string
-	since    []broker.ID // nil: live only
+	since    []*broker.ID // nil, or a nil element: live only
 	claims   *auth.Claims
 }
 
@@ -58,7 +58,7 @@ func (g *Gateway) parseStreamRequest(w http.ResponseWriter, r *http.Request) *st
 	}
 	if cursor != "" {
 		if req.since, err = parseCursor(cursor, len(channels)); err != nil {
-			problem.Write(w, badRequest("invalid-cursor", source+" must be a message id, or with several channels one id per channel joined by commas in the order of the channel parameters"))
+			problem.Write(w, badRequest("invalid-cursor", source+" must be a message id, or with several channels one id (or nothing, for live only) per channel joined by commas in the order of the channel parameters"))
 			return nil
 		}
 	}
@@ -70,5 +70,5 @@ func (r *streamRequest) sinceOf(i int) *broker.ID {
 	if r.since == nil {
 		return nil
 	}
-	return &r.since[i]
+	return r.since[i]
 }

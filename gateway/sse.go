@@ -156,8 +156,10 @@ func (s *sseSession) onData(p []byte) error { return nil } // clients send nothi
 func (s *sseSession) closeFrame(c closeCause) []byte {
 	switch c.metric {
 	case "shutdown":
-		// The reconnect hint: EventSource waits this long before reconnecting.
-		return []byte("retry: " + strconv.FormatInt(c.retryAfter.Milliseconds(), 10) + "\n\n")
+		// The reconnect hint: EventSource waits the retry field's time before reconnecting; the
+		// event says why, for clients that want to tell it from the stream's initial retry.
+		ms := strconv.FormatInt(c.retryAfter.Milliseconds(), 10)
+		return []byte("event: herald.shutdown\ndata: {\"reconnect_after_ms\":" + ms + "}\n\nretry: " + ms + "\n\n")
 	case "token_expired":
 		return []byte("event: herald.token-expired\ndata: {\"message\":\"token expired: reconnect with a fresh token\"}\n\n")
 	}
