@@ -1,0 +1,49 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// channelInfoResponse describes a channel.
+type channelInfoResponse struct {
+	Channel string `json:"channel"`
+	// Subscribers counts this node's subscribers of the channel.
+	Subscribers int `json:"subscribers"`
+	// LastID is the id of the channel's newest retained message; omitted when there is none.
+	LastID string `json:"last_id,omitempty"`
+}
+
+// channelInfo is GET /v1/channels/{channel}: the channel's local subscriber count and newest
+// message id. It needs any permission on the channel (subscribe or publish) or an API key.
+func (s *server) channelInfo(c echo.Context) error {
+	claims, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	channel, err := channelParam(c)
+	if err != nil {
+		return err
+	}
+	if !claims.CanSubscribe(channel) && !claims.CanPublish(channel) {
+		return forbidden("reading", channel)
+	}
+	ctx := c.Request().Context()
+	// The newest message, not just LastID: for a channel without messages a broker may answer a
+	// LastID that is a position (its epoch) rather than a message's id.
+	page, err := s.broker.History(ctx, channel, broker.HistoryQuery{Limit: 1, Newest: true})
+	if err != nil {
+		return s.brokerProblem(ctx, err)
+	}
+	info := channelInfoResponse{Channel: channel}
+	if n := len(page.Messages); n > 0 {
+		info.LastID = page.Messages[n-1].ID.String()
+	}
+	if s.gateway != nil {
+		info.Subscribers = s.gateway.Subscribers(channel)
+	}
+	return writeJSON(c, http.StatusOK, info)
+}

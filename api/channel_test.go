@@ -1,0 +1,40 @@
+package api_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestChannelInfo(t *testing.T) {
+	e := newEnv(t)
+	e.gw.setSubscribers("lobby", 3)
+
+	r := e.do(request{path: "/v1/channels/lobby", token: token(t, nil, []string{"lobby"})})
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var info struct {
+		Channel     string
+		Subscribers int
+		LastID      *string `json:"last_id"`
+	}
+	r.json(t, &info)
+	if info.Channel != "lobby" || info.Subscribers != 3 || info.LastID != nil {
+		t.Fatalf("before any publish: %s", r.body)
+	}
+
+	id := e.publish("lobby", `{"data":1}`)
+	r = e.do(request{path: "/v1/channels/lobby", token: token(t, []string{"lobby"}, nil)}) // publish rights suffice
+	r.json(t, &info)
+	if r.status != http.StatusOK || info.LastID == nil || *info.LastID != id {
+		t.Fatalf("after a publish of %s: %d %s", id, r.status, r.body)
+	}
+}
+
+func TestChannelInfoErrors(t *testing.T) {
+	e := newEnv(t)
+	e.do(request{path: "/v1/channels/lobby"}).wantProblem(t, 401, "unauthorized")
+	e.do(request{path: "/v1/channels/lobby", token: token(t, []string{"other"}, []string{"other"})}).wantProblem(t, 403, "forbidden")
+	e.do(request{path: "/v1/channels/" + strings.Repeat("x", 300), token: testAPIKey}).wantProblem(t, 400, "invalid-channel")
+}

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// History page sizes.
+const (
+	defaultHistoryLimit = 100
+	maxHistoryLimit     = 1000
+)
+
+// historyMessage is one message of a history page.
+type historyMessage struct {
+	Channel string          `json:"channel"`
+	ID      string          `json:"id"`
+	Event   string          `json:"event,omitempty"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// historyResponse is a page of a channel's log.
+type historyResponse struct {
+	Messages []historyMessage `json:"messages"`
+	// Next is where to read on (pass it as since): the id of the last message returned; when
+	// none was, the since given or, without one, the channel's position from the broker (so a
+	// later read from it notices a log lost in between).
+	Next string `json:"next"`
+	// Complete is true when no message after since is missing from the log (none was trimmed by
+	// size or age, the log was not lost).
+	Complete bool `json:"complete"`
+	// More is true when messages after Next exist already.
+	More bool `json:"more"`
+}
+
+// history is GET /v1/channels/{channel}/messages?since=&limit=: a page of the channel's log,
+// oldest first, of the messages after since (from the oldest retained when since is absent).
+// It needs subscribe permission on the channel or an API key.
+func (s *server) history(c echo.Context) error {
+	claims, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	channel, err := channelParam(c)
+	if err != nil {
+		return err
+	}
+	if !claims.CanSubscribe(channel) {
+		return forbidden("reading", channel)
+	}
+	q, err := historyQuery(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	page, err := s.broker.History(ctx, channel, q)
+	if err != nil {
+		return s.brokerProblem(ctx, err)
+	}
+	next := q.Since
+	if next.IsZero() {
+		next = page.LastID // no message returned from the oldest: the channel has none
+	}
+	resp := historyResponse{
+		Messages: make([]historyMessage, len(page.Messages)),
+		Next:     next.String(),
+		Complete: page.Complete,
+		More:     page.More,
+	}
+	for i, m := range page.Messages {
+		resp.Messages[i] = historyMessage{Channel: m.Channel, ID: m.ID.String(), Event: m.Event, Data: m.Data}
+		resp.Next = resp.Messages[i].ID
+	}
+	return writeJSON(c, http.StatusOK, resp)
+}
+
+// historyQuery reads the since and limit query parameters.
+func historyQuery(c echo.Context) (broker.HistoryQuery, error) {
+	q := broker.HistoryQuery{Limit: defaultHistoryLimit}
+	params := c.QueryParams()
+	if v, ok := params["since"]; ok {
+		if len(v) != 1 {
+			return q, badRequest(typeInvalidSince, `send one "since"`)
+		}
+		id, err := broker.ParseID(v[0])
+		if err != nil {
+			return q, badRequest(typeInvalidSince, `"since" is one message id ("<ms>-<seq>", or 0 for the oldest retained)`)
+		}
+		q.Since = id
+	}
+	if v, ok := params["limit"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if len(v) != 1 || err != nil || n < 1 || n > maxHistoryLimit { // v has at least one element
+			return q, badRequest(typeInvalidLimit, `"limit" is a whole number from 1 to 1000`)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}

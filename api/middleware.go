@@ -1,0 +1,92 @@
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/api/problem"
+)
+
+// recoverPanics turns a panic in a handler into a logged 500 problem instead of a dropped
+// connection. http.ErrAbortHandler keeps its meaning (abort the response silently).
+func (s *server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			r := c.Request()
+			s.log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "path", r.URL.Path,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = problem.New(http.StatusInternalServerError, typeInternal, "the server could not complete the request")
+		}()
+		return next(c)
+	}
+}
+
+// logRequests logs one line per request: method, path, the query with tokens redacted, status
+// and duration. It never logs headers (the Authorization header, cookies). Successful requests
+// are logged at debug level, client errors at info and server errors at error. The WebSocket and
+// SSE routes are not logged here: the gateway owns those connections and logs their life.
+func (s *server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := c.Path(); p == "/v1/ws" || p == "/v1/sse" {
+			return next(c)
+		}
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			// Write the error now, so the status below is the one the client gets.
+			c.Error(err)
+		}
+		r := c.Request()
+		status := c.Response().Status
+		level := slog.LevelDebug
+		switch {
+		case status >= 500:
+			level = slog.LevelError
+		case status >= 400:
+			level = slog.LevelInfo
+		}
+		s.log.Log(r.Context(), level, "http request", "method", r.Method, "path", r.URL.Path,
+			"query", auth.RedactQuery(r.URL.RawQuery), "status", status,
+			"duration", time.Since(start))
+		return nil
+	}
+}
+
+// corsHeaders guards a browser-facing route: a request from an origin the policy does not allow
+// is refused with 403, and an allowed one gets the CORS response headers (on errors too, so the
+// page can read the problem document).
+func (s *server) corsHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		s.cors.SetHeaders(c.Response().Header(), r)
+		if origin := r.Header.Get("Origin"); !s.cors.Allowed(origin) {
+			return problem.New(http.StatusForbidden, typeOriginNotAllowed, "origin "+origin+" is not allowed")
+		}
+		return next(c)
+	}
+}
+
+// preflight answers a CORS preflight (OPTIONS) request: 204 with the preflight headers for an
+// allowed origin, 403 for any other.
+func (s *server) preflight(c echo.Context) error {
+	r := c.Request()
+	if origin := r.Header.Get("Origin"); !s.cors.Allowed(origin) {
+		c.Response().Header().Add("Vary", "Origin")
+		return problem.New(http.StatusForbidden, typeOriginNotAllowed, "origin "+origin+" is not allowed")
+	}
+	s.cors.SetPreflightHeaders(c.Response().Header(), r)
+	return c.NoContent(http.StatusNoContent)
+}

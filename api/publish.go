@@ -1,0 +1,130 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-gateway/herald/api/problem"
+	"github.com/herald-gateway/herald/gateway/broker"
+)
+
+// headerReplayed marks a publish answer that repeats an earlier publish with the same
+// Idempotency-Key: nothing new was stored.
+const headerReplayed = "Idempotent-Replayed"
+
+// publishRequest is the body of POST /v1/channels/{channel}/messages.
+type publishRequest struct {
+	Data  json.RawMessage `json:"data"`
+	Event string          `json:"event"`
+}
+
+// publishResponse tells where a message was stored.
+type publishResponse struct {
+	ID      string `json:"id"`
+	Channel string `json:"channel"`
+}
+
+// publish is POST /v1/channels/{channel}/messages: store one message. It answers 201 with the
+// message's id; a retry with the same Idempotency-Key answers 201 with the first id again and
+// the header Idempotent-Replayed: true, and stores nothing.
+func (s *server) publish(c echo.Context) (err error) {
+	defer s.countPublishError(&err)
+	claims, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	channel, err := channelParam(c)
+	if err != nil {
+		return err
+	}
+	if !claims.CanPublish(channel) {
+		return forbidden("publishing", channel)
+	}
+	key, err := idempotencyKey(c.Request().Header)
+	if err != nil {
+		return err
+	}
+	var body publishRequest
+	if err := decodeBody(c, int64(s.maxData+envelopeRoom), &body); err != nil {
+		return err
+	}
+	if p := s.checkMessage(body.Data, body.Event); p != nil {
+		return p
+	}
+	ctx := c.Request().Context()
+	res, err := s.broker.Publish(ctx, broker.PublishRequest{
+		Channel: channel, Event: body.Event, Data: body.Data, IdempotencyKey: key,
+	})
+	if err != nil {
+		return s.brokerProblem(ctx, err)
+	}
+	if res.Duplicate {
+		c.Response().Header().Set(headerReplayed, "true")
+	} else {
+		s.metrics.Published.Inc()
+	}
+	return writeJSON(c, http.StatusCreated, publishResponse{ID: res.ID.String(), Channel: channel})
+}
+
+// countPublishError counts a failed publish request in herald_publish_errors_total. An error
+// writing the answer of a successful publish (the client left) is not a failed publish.
+func (s *server) countPublishError(err *error) {
+	var (
+		p  *problem.Details
+		mb *http.MaxBytesError
+	)
+	switch {
+	case errors.As(*err, &p):
+		s.metrics.PublishErrors.WithLabelValues(publishErrorReason(p)).Inc()
+	case errors.As(*err, &mb):
+		s.metrics.PublishErrors.WithLabelValues("too_large").Inc()
+	}
+}
+
+// channelParam reads and checks the {channel} path segment. A channel name holding "/" is sent
+// percent-encoded (%2F); Echo hands the segment over still encoded in that case.
+func channelParam(c echo.Context) (string, error) {
+	channel, err := url.PathUnescape(c.Param("channel"))
+	if err != nil || !broker.ValidChannel(channel) {
+		return "", invalidChannel()
+	}
+	return channel, nil
+}
+
+// maxIdempotencyKey is the longest Idempotency-Key accepted.
+const maxIdempotencyKey = 255
+
+// idempotencyKey reads the optional Idempotency-Key header: 1-255 printable ASCII characters.
+func idempotencyKey(h http.Header) (string, error) {
+	values := h.Values("Idempotency-Key")
+	switch {
+	case len(values) == 0:
+		return "", nil
+	case len(values) > 1:
+		return "", badRequest(typeInvalidIdempotency, "send one Idempotency-Key header")
+	}
+	key := values[0]
+	if len(key) == 0 || len(key) > maxIdempotencyKey {
+		return "", badRequest(typeInvalidIdempotency, "an Idempotency-Key is 1-255 printable ASCII characters")
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return "", badRequest(typeInvalidIdempotency, "an Idempotency-Key is 1-255 printable ASCII characters")
+		}
+	}
+	return key, nil
+}
+
+// writeJSON answers v as JSON, without escaping HTML characters (<, >, &) in strings.
+func writeJSON(c echo.Context, status int, v any) error {
+	w := c.Response()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
