@@ -156,7 +156,7 @@ func (r response) json(t *testing.T, v any) {
 	}
 }
 
-// problem is a problem document as a client reads it.
+// problemDoc is a problem document as a client reads it.
 type problemDoc struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
