@@ -2,7 +2,7 @@ import { Backoff } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { HeraldError, problemError } from './errors.js';
 import { compareIds, splitCursor, validChannel } from './ids.js';
-import { pollOnce, PollTransport } from './poll.js';
+import { PollTransport } from './poll.js';
 import { EventSourceTransport, FetchSSETransport } from './sse.js';
 import { endpoint, networkError, OpenError, retryAfterMs, sleep, type Host, type LostInfo, type Transport, type TransportSettings } from './transport.js';
 import { WebSocketTransport } from './ws.js';
@@ -470,19 +470,11 @@ export class HeraldClient {
       getToken: () => client.token(),
       channels: () => [...client.subs.keys()],
       position: (ch) => client.subs.get(ch)?.pos,
-      async cursorFor(channels, signal) {
+      async cursorFor(channels) {
         const pos = channels.map((c) => client.subs.get(c)?.pos);
         if (pos.every((p) => p === undefined)) return undefined;
-        if (pos.every((p) => p !== undefined)) return pos.join(',');
-        // Some channels resume, some start live: learn the live ones' positions first.
-        const missing = channels.filter((_, i) => pos[i] === undefined);
-        const resp = await pollOnce(client.fetchFn!, client.settings.baseUrl, await client.token(), missing, undefined, 0, signal, client.settings.connectTimeoutMs);
-        const parts = splitCursor(resp.cursor, missing.length);
-        missing.forEach((c, i) => {
-          const e = client.subs.get(c);
-          if (e && e.pos === undefined && parts) e.pos = parts[i];
-        });
-        return channels.map((c) => client.subs.get(c)?.pos ?? '0').join(',');
+        // An empty slot starts that channel live while the others resume.
+        return pos.map((p) => p ?? '').join(',');
       },
       message(t, msg) {
         if (!live(t)) return;
@@ -492,13 +484,17 @@ export class HeraldClient {
         e.pos = msg.id;
         client.deliver(e, (h) => h.onMessage(msg));
       },
-      gap(t, channel, since) {
+      gap(t, channel, since, resume) {
         if (!live(t)) return;
         const e = client.subs.get(channel);
         if (!e) return;
-        const at = since ?? '';
-        if (e.gapAt === at) return; // the same gap again (the log is still behind us)
-        e.gapAt = at;
+        if (resume) {
+          const at = since ?? '';
+          if (e.gapAt === at) return; // the same gap again: the log is still behind this position
+          e.gapAt = at;
+        } else {
+          e.gapAt = undefined;
+        }
         client.deliver(e, (h) => h.onGap?.({ channel, transport: t.name, ...(since !== undefined ? { since } : {}) }));
       },
       cursor(t, channels, cursor) {
@@ -527,7 +523,7 @@ export class HeraldClient {
         if (recovered) return;
         // The log is behind our position (lost or expired): follow the gateway's timeline.
         if (lastId !== undefined && (compareIds(lastId, since) ?? 0) < 0 && e.pos === since) e.pos = lastId;
-        this.gap(t, channel, since);
+        this.gap(t, channel, since, true);
       },
       channelError(t, channel, error) {
         if (!live(t)) return;

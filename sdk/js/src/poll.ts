@@ -82,7 +82,7 @@ export class PollTransport implements Transport {
     this.ac = ac;
     try {
       this.token = await this.host.getToken();
-      const cursor = await this.host.cursorFor(channels, ac.signal);
+      const cursor = await this.host.cursorFor(channels);
       const resp = await pollOnce(this.fetch, this.host.settings.baseUrl, this.token, channels, cursor, 0, ac.signal, this.host.settings.connectTimeoutMs);
       this.first = { channels, resp };
     } catch (err) {
@@ -132,7 +132,7 @@ export class PollTransport implements Transport {
       let resp: PollResponse;
       try {
         this.token ??= await this.host.getToken();
-        const cursor = await this.host.cursorFor(channels, ac.signal);
+        const cursor = await this.host.cursorFor(channels);
         resp = await pollOnce(this.fetch, this.host.settings.baseUrl, this.token, channels, cursor, this.host.settings.pollTimeoutSec, ac.signal);
       } catch (err) {
         if (this.closed) return;
@@ -161,7 +161,7 @@ export class PollTransport implements Transport {
 
   private process(channels: string[], resp: PollResponse): void {
     const gaps = resp.gaps ?? [];
-    for (const ch of gaps) this.host.gap(this, ch, this.host.position(ch));
+    for (const ch of gaps) this.host.gap(this, ch, this.host.position(ch), true);
     for (const m of resp.messages) {
       const msg: HeraldMessage = { channel: m.channel, id: m.id, data: m.data };
       if (m.event) msg.event = m.event;

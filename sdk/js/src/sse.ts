@@ -4,17 +4,30 @@ import { blockedStatus, endpoint, networkError, OpenError, retryAfterMs, type Ho
 import type { EventSourceConstructor, EventSourceLike, FetchLike } from './types.js';
 
 /** Handles one parsed SSE block for the stream over `channels`. Shared by both SSE transports. */
-function handleBlock(t: Transport, host: Host, channels: string[], block: SSEBlock, onTokenExpired: () => void): void {
+interface StreamState {
+  /** The id-only event that pins the cursor after the replay has been seen: the stream is live. */
+  live: boolean;
+  tokenExpired: boolean;
+  /** The reconnect hint of herald.shutdown. */
+  shutdownMs: number | undefined;
+}
+
+function handleBlock(t: Transport, host: Host, channels: string[], block: SSEBlock, st: StreamState): void {
   if (block.data !== null) {
     switch (block.type) {
       case 'herald.gap': {
         const d = parseJSON(block.data) as { channel?: unknown } | undefined;
-        if (d && typeof d.channel === 'string') host.gap(t, d.channel, host.position(d.channel));
+        if (d && typeof d.channel === 'string') host.gap(t, d.channel, host.position(d.channel), !st.live);
         break;
       }
       case 'herald.token-expired':
-        onTokenExpired();
+        st.tokenExpired = true;
         break;
+      case 'herald.shutdown': {
+        const d = parseJSON(block.data) as { reconnect_after_ms?: unknown } | undefined;
+        if (d && typeof d.reconnect_after_ms === 'number') st.shutdownMs = d.reconnect_after_ms;
+        break;
+      }
       default: {
         const d = parseJSON(block.data) as { channel?: unknown; id?: unknown; data?: unknown } | undefined;
         if (d && typeof d.channel === 'string' && typeof d.id === 'string') {
@@ -25,7 +38,10 @@ function handleBlock(t: Transport, host: Host, channels: string[], block: SSEBlo
       }
     }
   }
-  if (block.id !== undefined && block.id !== '') host.cursor(t, channels, block.id);
+  if (block.id !== undefined && block.id !== '') {
+    host.cursor(t, channels, block.id);
+    if (block.data === null) st.live = true;
+  }
 }
 
 function parseJSON(s: string): unknown {
@@ -121,7 +137,7 @@ export class FetchSSETransport implements Transport {
     let reader: ReadableStreamDefaultReader<Uint8Array>;
     let first: ReadableStreamReadResult<Uint8Array>;
     try {
-      const cursor = await this.host.cursorFor(channels, ac.signal);
+      const cursor = await this.host.cursorFor(channels);
       const token = await this.host.getToken();
       const url = endpoint(this.host.settings.baseUrl, 'v1/sse', sseQuery(channels, cursor));
       try {
@@ -168,10 +184,10 @@ export class FetchSSETransport implements Transport {
   private async pump(gen: number, channels: string[], reader: ReadableStreamDefaultReader<Uint8Array>, first: Uint8Array): Promise<void> {
     let retries = 0;
     let hint: number | undefined;
-    let tokenExpired = false;
+    const st: StreamState = { live: false, tokenExpired: false, shutdownMs: undefined };
     const parser = new SSEParser(
       (block) => {
-        if (gen === this.gen) handleBlock(this, this.host, channels, block, () => (tokenExpired = true));
+        if (gen === this.gen) handleBlock(this, this.host, channels, block, st);
       },
       (ms) => {
         // The first retry field opens the stream; a later one is the shutdown's reconnect hint.
@@ -189,8 +205,8 @@ export class FetchSSETransport implements Transport {
         parser.feed(value);
       }
       info = { reason: 'stream ended' };
-      if (tokenExpired) info = { reason: 'token expired', delayMs: 0 };
-      else if (hint !== undefined) info = { reason: 'server going away', delayMs: hint };
+      if (st.tokenExpired) info = { reason: 'token expired', delayMs: 0 };
+      else if (st.shutdownMs !== undefined || hint !== undefined) info = { reason: 'server going away', delayMs: st.shutdownMs ?? hint! };
     } catch (err) {
       if (gen !== this.gen) return;
       info = { reason: 'stream broke', error: networkError(err, 'sse') };
@@ -279,16 +295,21 @@ export class EventSourceTransport implements Transport {
         es.close();
         reject(new OpenError(true, new HeraldError('timeout', 'sse: no response in time', { transport: 'sse' })));
       }, this.host.settings.connectTimeoutMs);
-      let tokenExpired = false;
+      // EventSource does not dispatch the id-only event that marks the end of the replay: a gap
+      // that comes before the first message counts as reported on resume.
+      const st: StreamState = { live: false, tokenExpired: false, shutdownMs: undefined };
       const deliver = (type: string, ev: { data?: unknown; lastEventId?: string }) => {
         if (this.es !== es) return;
         const block: SSEBlock = { type, data: typeof ev.data === 'string' ? ev.data : null };
         if (ev.lastEventId) block.id = ev.lastEventId;
-        const run = () => handleBlock(this, this.host, channels, block, () => (tokenExpired = true));
+        const run = () => {
+          handleBlock(this, this.host, channels, block, st);
+          if (block.id !== undefined) st.live = true;
+        };
         if (this.buffered) this.buffered.push(run);
         else run();
       };
-      for (const type of new Set(['message', 'herald.gap', 'herald.token-expired', ...this.eventNames])) {
+      for (const type of new Set(['message', 'herald.gap', 'herald.token-expired', 'herald.shutdown', ...this.eventNames])) {
         es.addEventListener(type, (ev: { data?: unknown; lastEventId?: string }) => deliver(type, ev));
       }
       es.onopen = () => {
@@ -306,7 +327,10 @@ export class EventSourceTransport implements Transport {
           reject(new OpenError(true, new HeraldError('network', 'sse: EventSource could not connect', { transport: 'sse' })));
           return;
         }
-        if (!this.closed) this.host.lost(this, tokenExpired ? { reason: 'token expired', delayMs: 0 } : { reason: 'stream ended' });
+        if (this.closed) return;
+        if (st.tokenExpired) this.host.lost(this, { reason: 'token expired', delayMs: 0 });
+        else if (st.shutdownMs !== undefined) this.host.lost(this, { reason: 'server going away', delayMs: st.shutdownMs });
+        else this.host.lost(this, { reason: 'stream ended' });
       };
     });
   }

@@ -49,9 +49,13 @@ export interface Host {
   /** The resume position of a channel, when known. */
   position(channel: string): string | undefined;
   /** The cursor for resuming these channels, or undefined for live only. */
-  cursorFor(channels: string[], signal?: AbortSignal): Promise<string | undefined>;
+  cursorFor(channels: string[]): Promise<string | undefined>;
   message(t: Transport, msg: HeraldMessage): void;
-  gap(t: Transport, channel: string, since?: string): void;
+  /**
+   * Messages of a channel may be missing. resume: reported when resuming from `since` (then a
+   * repeat for the same position is not passed on); otherwise a gap in a live stream.
+   */
+  gap(t: Transport, channel: string, since: string | undefined, resume: boolean): void;
   /** A multi-channel cursor (SSE id, poll cursor) for these channels. */
   cursor(t: Transport, channels: string[], cursor: string): void;
   /** Forget the channel's position: read its log from the start (after a gap left it behind). */

@@ -296,6 +296,10 @@ export class WebSocketTransport implements Transport {
         this.host.error(this, err);
         return;
       }
+      case 'gap':
+        // messages were lost on their way to the gateway (a broker outage longer than the history)
+        if (typeof f.channel === 'string') this.host.gap(this, f.channel, this.host.position(f.channel), false);
+        return;
       case 'refresh':
         this.host.getToken().then(
           (token) => this.send({ type: 'auth', id: this.request({ type: 'auth' }), token }),

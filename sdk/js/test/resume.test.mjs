@@ -14,8 +14,9 @@ describe('gateway restart', () => {
   before(() => herald.start());
   after(() => herald.stop());
 
-  // WebSocket hears a graceful shutdown (close 1001 with reconnect_after_ms); SSE and poll a crash.
-  for (const [transport, signal] of [['websocket', 'SIGTERM'], ['sse', 'SIGKILL'], ['poll', 'SIGKILL']]) {
+  // A graceful shutdown (WebSocket: close 1001 reconnect_after_ms=N; SSE: herald.shutdown and
+  // retry: N) and a crash.
+  for (const [transport, signal] of [['websocket', 'SIGTERM'], ['websocket', 'SIGKILL'], ['sse', 'SIGTERM'], ['sse', 'SIGKILL'], ['poll', 'SIGKILL']]) {
     test(`${transport}: reconnects by itself, reports the gap, gets what was published after the restart once, in order (${signal})`, { timeout: 30_000 }, async () => {
       const client = new HeraldClient({
         url: herald.url,
@@ -26,7 +27,7 @@ describe('gateway restart', () => {
         pollTimeoutSec: 5,
       });
       const r = recorder(client);
-      const ch = `restart-${transport}:1`;
+      const ch = `restart-${transport}-${signal}:1`;
       try {
         client.subscribe(ch, r.handlers, { since: '0' });
         await herald.publishAll(ch, [1, 2, 3]);
@@ -48,11 +49,15 @@ describe('gateway restart', () => {
         const states = r.states.map((s) => s.state);
         assert.ok(states.includes('disconnected'), states.join(','));
         assert.equal(client.transport, transport);
-        if (signal === 'SIGTERM') {
-          const d = r.states.find((s) => s.state === 'disconnected');
+        const d = r.states.find((s) => s.state === 'disconnected');
+        if (signal === 'SIGTERM' && transport === 'websocket') {
           assert.equal(d.code, 1001);
           assert.match(d.reason, /^reconnect_after_ms=\d+$/);
           assert.equal(d.retryInMs, Number(d.reason.split('=')[1]), 'the server hint is the delay');
+        }
+        if (signal === 'SIGTERM' && transport === 'sse') {
+          assert.equal(d.reason, 'server going away');
+          assert.ok(d.retryInMs >= 0 && d.retryInMs <= 5000, String(d.retryInMs));
         }
       } finally {
         client.close();
