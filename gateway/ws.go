@@ -58,7 +58,11 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	netc, rw, _, err := ws.UpgradeHTTP(r, w)
 	if err != nil {
-		// The upgrader has answered 400 (or 426) itself.
+		// The upgrader has hijacked the connection and answered 400 (or 426) itself; the
+		// connection is ours to close.
+		if netc != nil {
+			netc.Close()
+		}
 		return
 	}
 	var buffered []byte

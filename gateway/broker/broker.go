@@ -69,8 +69,15 @@ type HistoryPage struct {
 	Complete bool
 	// More is true when messages after the last one returned exist (only for !Newest).
 	More bool
-	// LastID is the id of the channel's newest message at the time of the read (zero when the
-	// channel has none). A subscriber that read the page is caught up to LastID.
+	// LastID is the id of the channel's newest message at the time of the read. A subscriber
+	// that read the page is caught up to LastID, and resuming from it later is exact.
+	//
+	// For a channel without messages LastID is the broker's epoch: an id below every id the
+	// broker will assign and not below any it assigned before it last lost its data (a memory
+	// broker's start, a Valkey that came back empty). Resuming from the epoch is complete while
+	// the broker keeps its data; after a loss the epoch moves on, so the old one reads as a gap.
+	// (The zero ID would not do: "0" means "everything retained", which is complete by
+	// definition, and would hide messages lost in a restart.)
 	LastID ID
 }
 
@@ -98,9 +105,9 @@ type Broker interface {
 	// PublishBatch stores several messages. Each result or error is for the request at the same
 	// index; messages to the same channel are stored in request order.
 	PublishBatch(ctx context.Context, reqs []PublishRequest) ([]PublishResult, []error)
-	// History reads a channel's log. A channel that never had a message answers an empty,
-	// complete page for Since zero and an incomplete one for any other Since (the position the
-	// client holds came from a log that is gone).
+	// History reads a channel's log. A channel without a log answers an empty page whose
+	// LastID is the epoch; it is complete for Since zero or the epoch, and incomplete for any
+	// other Since (the position the client holds came from a log that is gone).
 	History(ctx context.Context, channel string, q HistoryQuery) (HistoryPage, error)
 	// Subscribe declares this node's interest in a channel; it returns once every message
 	// published after it returns is sure to reach the Handler. Calls are counted: the interest

@@ -86,15 +86,46 @@ func testHistoryLimitZero(t *testing.T, s *suite) {
 func testHistoryUnusedChannel(t *testing.T, s *suite) {
 	e := s.start(t, Options{})
 	ch := ChannelName(t, "unused")
-	expectPage(t, "Since zero", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.HistoryPage{Complete: true})
+	expectEmpty(t, "Since zero", e.history(ch, broker.HistoryQuery{Limit: 10}), true)
 	since := broker.ID{Ms: uint64(time.Now().Add(-time.Minute).UnixMilli())}
-	expectPage(t, "Since a minute ago", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), broker.HistoryPage{Complete: false})
+	expectEmpty(t, "Since a minute ago", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), false)
 	// Declaring interest creates no history.
 	if err := e.b.Subscribe(e.ctx, ch); err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
-	expectPage(t, "Since zero, subscribed", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.HistoryPage{Complete: true})
-	expectPage(t, "Since a minute ago, subscribed", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), broker.HistoryPage{Complete: false})
+	expectEmpty(t, "Since zero, subscribed", e.history(ch, broker.HistoryQuery{Limit: 10}), true)
+	expectEmpty(t, "Since a minute ago, subscribed", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), false)
+}
+
+// testHistoryEpoch: the LastID of an empty channel (the epoch) is a position a client can
+// resume from exactly: nothing is missed when messages come later, and trimming shows.
+func testHistoryEpoch(t *testing.T, s *suite) {
+	e := s.start(t, Options{Retention: broker.RetentionPolicy{Default: broker.Retention{Size: 3, TTL: time.Hour}}})
+	ch := ChannelName(t, "epoch")
+	empty := e.history(ch, broker.HistoryQuery{Limit: 10})
+	epoch := empty.LastID
+	expectEmpty(t, "an unused channel", empty, true)
+	expectEmpty(t, "Since the epoch, still empty", e.history(ch, broker.HistoryQuery{Since: epoch, Limit: 10}), true)
+	if other := e.history(ChannelName(t, "epoch-other"), broker.HistoryQuery{}); other.LastID != epoch {
+		t.Errorf("two unused channels report epochs %v and %v", epoch, other.LastID)
+	}
+	msgs := e.publishN(ch, 2)
+	if !epoch.Less(msgs[0].ID) {
+		t.Errorf("the first id %v is not above the epoch %v", msgs[0].ID, epoch)
+	}
+	expectPage(t, "Since the epoch, two published", e.history(ch, broker.HistoryQuery{Since: epoch, Limit: 10}),
+		broker.HistoryPage{Messages: msgs, Complete: true, LastID: msgs[1].ID})
+	if e.cfg.ApproximateTrim {
+		return // how much is trimmed is up to the broker
+	}
+	more := e.publishN(ch, 3) // five published, three kept: the first two were trimmed
+	page := e.history(ch, broker.HistoryQuery{Since: epoch, Limit: 10})
+	if page.Complete {
+		t.Errorf("Since the epoch after trimming: Complete; want a gap")
+	}
+	if page.LastID != more[2].ID {
+		t.Errorf("LastID %v, want %v", page.LastID, more[2].ID)
+	}
 }
 
 // testHistorySinceBeforeLog: a position older than the log's first message (say, from a broker

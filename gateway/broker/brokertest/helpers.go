@@ -100,6 +100,16 @@ func expectPage(t testing.TB, what string, got, want broker.HistoryPage) {
 	expectMessages(t, what, got.Messages, want.Messages)
 }
 
+// expectEmpty fails the case unless got holds no message, has the given Complete, and carries
+// the broker's epoch as LastID (a non-zero id: see broker.HistoryPage.LastID).
+func expectEmpty(t testing.TB, what string, got broker.HistoryPage, complete bool) {
+	t.Helper()
+	if len(got.Messages) != 0 || got.More || got.Complete != complete || got.LastID.IsZero() {
+		t.Errorf("%s: %d messages, More=%v, Complete=%v, LastID=%v; want none, false, %v, the broker's (non-zero) epoch",
+			what, len(got.Messages), got.More, got.Complete, got.LastID, complete)
+	}
+}
+
 // expectMessages fails the case unless got and want hold the same messages in the same order.
 func expectMessages(t testing.TB, what string, got, want []broker.Message) {
 	t.Helper()

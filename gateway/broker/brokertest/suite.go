@@ -97,6 +97,7 @@ var cases = []struct {
 	{"HistoryNewest", testHistoryNewest},
 	{"HistoryLimitZero", testHistoryLimitZero},
 	{"HistoryUnusedChannel", testHistoryUnusedChannel},
+	{"HistoryEpoch", testHistoryEpoch},
 	{"HistorySinceBeforeLog", testHistorySinceBeforeLog},
 	{"HistorySinceAfterLast", testHistorySinceAfterLast},
 	{"TrimContinuity", testTrimContinuity},

@@ -55,6 +55,10 @@ type Broker struct {
 	policy  broker.RetentionPolicy // zero fields already replaced by defaults
 	window  time.Duration
 	now     func() time.Time
+	// epoch is the LastID of channels without messages: just below the first millisecond of
+	// this process, so every id assigned later is above it and a position from before a restart
+	// (when the memory was lost) is below it.
+	epoch broker.ID
 
 	shards [shardCount]shard
 
@@ -88,6 +92,9 @@ func New(opts Options) *Broker {
 	}
 	if b.now == nil {
 		b.now = time.Now
+	}
+	if ms := b.now().UnixMilli(); ms > 1 {
+		b.epoch = broker.ID{Ms: uint64(ms) - 1}
 	}
 	for i := range b.shards {
 		b.shards[i].channels = make(map[string]*channel)
@@ -191,7 +198,7 @@ func (b *Broker) create(s *shard, name string) *channel {
 	if ch := s.channels[name]; ch != nil {
 		return ch
 	}
-	ch := newChannel(name, b.policy.For(name))
+	ch := newChannel(name, b.policy.For(name), b.epoch)
 	s.channels[ch.name] = ch
 	return ch
 }

@@ -41,8 +41,9 @@ type channel struct {
 	keys idempotency
 }
 
-func newChannel(name string, r broker.Retention) *channel {
-	return &channel{name: strings.Clone(name), size: r.Size, ttl: r.TTL}
+// newChannel makes a channel's state. Its ids start above epoch.
+func newChannel(name string, r broker.Retention, epoch broker.ID) *channel {
+	return &channel{name: strings.Clone(name), size: r.Size, ttl: r.TTL, lastID: epoch}
 }
 
 // publish stores req (already validated) and hands it to h when there is interest.
@@ -110,14 +111,22 @@ func (ch *channel) expire(now time.Time) {
 }
 
 // history answers q from the log. ch.mu must be held and expire must have run.
-func (ch *channel) history(q broker.HistoryQuery) broker.HistoryPage {
+func (ch *channel) history(q broker.HistoryQuery, epoch broker.ID) broker.HistoryPage {
 	n := ch.log.len()
 	if n == 0 {
 		// No log: never used, or expired. A position from a log that is gone cannot be proven
-		// continuous; "from the beginning" trivially can.
-		return broker.HistoryPage{Complete: q.Since.IsZero()}
+		// continuous; "from the beginning" trivially can, and so can "empty as of this epoch"
+		// (see broker.HistoryPage.LastID for what that cannot see: a log that was created and
+		// expired entirely while the client was away).
+		return broker.HistoryPage{LastID: epoch, Complete: q.Since.IsZero() || q.Since == epoch}
 	}
-	page := broker.HistoryPage{LastID: ch.log.at(n - 1).ID, Complete: ch.continuous(q.Since)}
+	complete := ch.continuous(q.Since)
+	if q.Since == epoch {
+		// The client saw this channel empty in this process: it misses nothing unless
+		// something was trimmed.
+		complete = ch.trimmed.IsZero() && epoch.Less(ch.firstID)
+	}
+	page := broker.HistoryPage{LastID: ch.log.at(n - 1).ID, Complete: complete}
 	start := ch.log.after(q.Since)
 	avail := n - start
 	if q.Limit <= 0 || avail == 0 {

@@ -46,11 +46,11 @@ func (b *Broker) History(ctx context.Context, channel string, q broker.HistoryQu
 	}
 	ch := b.lock(channel, false)
 	if ch == nil {
-		return broker.HistoryPage{Complete: q.Since.IsZero()}, nil
+		return broker.HistoryPage{LastID: b.epoch, Complete: q.Since.IsZero() || q.Since == b.epoch}, nil
 	}
 	defer ch.mu.Unlock()
 	ch.expire(b.now())
-	return ch.history(q), nil
+	return ch.history(q, b.epoch), nil
 }
 
 // Subscribe declares interest in channel: from its return on, every message published to the

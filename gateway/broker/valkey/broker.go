@@ -94,12 +94,12 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("valkey broker: %w", err)
 	}
 	b := &Broker{
-		handler:   opts.Handler,
-		window:    opts.IdempotencyWindow,
-		prefix:    opts.KeyPrefix,
-		timeout:   opts.Timeout,
-		log:       opts.Logger,
-		subs:      make(map[string]*channelSub),
+		handler: opts.Handler,
+		window:  opts.IdempotencyWindow,
+		prefix:  opts.KeyPrefix,
+		timeout: opts.Timeout,
+		log:     opts.Logger,
+		subs:    make(map[string]*channelSub),
 	}
 	b.retention = normalizeRetention(opts.Retention)
 	if b.window <= 0 {
@@ -242,6 +242,9 @@ func (b *Broker) idemKey(channel, key string) string {
 	return b.prefix + ":{" + channel + "}:idem:" + key
 }
 func (b *Broker) controlChannel() string { return b.prefix + ":control" }
+
+// epochKey holds the broker's epoch (see epoch.lua). Every node sharing the prefix shares it.
+func (b *Broker) epochKey() string { return b.prefix + ":epoch" }
 
 // wrap is the package boundary for errors: it names the operation and marks the error with
 // broker.ErrUnavailable when Valkey could not be reached or did not answer within the broker's

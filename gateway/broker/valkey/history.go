@@ -77,6 +77,20 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 		return broker.HistoryPage{}, err
 	}
 	page := broker.HistoryPage{LastID: state.last, Complete: state.continuous(q.Since)}
+	if !state.exists || (!page.Complete && !q.Since.IsZero() && q.Since.Less(state.first)) {
+		// An empty channel's position is the epoch, and a client may resume from it: complete
+		// while nothing was trimmed since (and the epoch is still the same: no data was lost).
+		epoch, err := b.epoch(ctx)
+		if err != nil {
+			return broker.HistoryPage{}, err
+		}
+		if !state.exists {
+			page.LastID = epoch
+		}
+		if q.Since == epoch {
+			page.Complete = !state.exists || (state.hasPrev && state.firstPrev.IsZero())
+		}
+	}
 	if len(entries) > limit {
 		entries = entries[:limit]
 		if q.Newest {
@@ -98,6 +112,21 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 }
 
 var errBadHistoryReply = errors.New("malformed history script reply")
+
+// epoch returns the broker's epoch (see epoch.lua). It is read only on the rare paths that need
+// it (an empty channel, a resume from an empty channel's position), so it costs no round trip
+// on the common ones.
+func (b *Broker) epoch(ctx context.Context) (broker.ID, error) {
+	text, err := epochScript.exec(ctx, b.client, call{keys: []string{b.epochKey()}}).ToString()
+	if err != nil {
+		return broker.ID{}, err
+	}
+	id, err := broker.ParseID(text)
+	if err != nil {
+		return broker.ID{}, errBadHistoryReply
+	}
+	return id, nil
+}
 
 // decodeHistory reads history.lua's reply: {} or {first id, first prev, last id, page}.
 func decodeHistory(res valkey.ValkeyResult) (logState, []valkey.ValkeyMessage, error) {

@@ -114,8 +114,8 @@ func TestHistoryMissingAndExpiredChannel(t *testing.T) {
 	ctx := context.Background()
 
 	page, err := b.History(ctx, "never", broker.HistoryQuery{Limit: 10})
-	if err != nil || !page.Complete || len(page.Messages) != 0 || !page.LastID.IsZero() {
-		t.Fatalf("never-used channel from zero: %+v, %v", page, err)
+	if err != nil || !page.Complete || len(page.Messages) != 0 || page.LastID.IsZero() {
+		t.Fatalf("never-used channel from zero: %+v, %v; want empty, complete, the epoch as LastID", page, err)
 	}
 	page, err = b.History(ctx, "never", broker.HistoryQuery{Since: broker.ID{Ms: 5}, Limit: 10})
 	if err != nil || page.Complete {
@@ -172,5 +172,32 @@ func TestNormalizeRetention(t *testing.T) {
 	}
 	if d := normalizeRetention(broker.RetentionPolicy{}).Default; d != broker.DefaultRetention {
 		t.Errorf("zero policy: Default = %+v", d)
+	}
+}
+
+// TestEpochMovesWhenValkeyLosesItsData: a client that saw a channel empty (its position is the
+// epoch) and then missed messages lost with Valkey's data is told of the gap.
+func TestEpochMovesWhenValkeyLosesItsData(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	b := newTestBroker(t, Options{URL: srv.URL()})
+	ctx := context.Background()
+	page, err := b.History(ctx, "e", broker.HistoryQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	position := page.LastID
+	publish(t, b, "e", 1)
+	if page, err = b.History(ctx, "e", broker.HistoryQuery{Since: position, Limit: 10}); err != nil || !page.Complete || len(page.Messages) != 1 {
+		t.Fatalf("Since the epoch before the loss: %+v, %v; want the message, complete", page, err)
+	}
+	srv.MustDo("FLUSHALL")
+	time.Sleep(2 * time.Millisecond) // the new epoch is a later millisecond
+	publish(t, b, "e", 2)
+	if page, err = b.History(ctx, "e", broker.HistoryQuery{Since: position, Limit: 10}); err != nil || page.Complete {
+		t.Fatalf("Since the old epoch after the loss: %+v, %v; want a gap", page, err)
+	}
+	srv.MustDo("FLUSHALL")
+	if page, err = b.History(ctx, "e", broker.HistoryQuery{Since: position, Limit: 10}); err != nil || page.Complete || page.LastID == position {
+		t.Fatalf("Since the old epoch, channel empty again: %+v, %v; want a gap and a new epoch", page, err)
 	}
 }

@@ -15,9 +15,12 @@ var (
 	publishSource string
 	//go:embed history.lua
 	historySource string
+	//go:embed epoch.lua
+	epochSource string
 
 	publishScript = newScript(publishSource, false)
 	historyScript = newScript(historySource, true)
+	epochScript   = newScript(epochSource, false)
 )
 
 // script is a Lua script run by its SHA-1 (EVALSHA), falling back to sending its text (EVAL)
