@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -255,4 +256,24 @@ func mintWith(t *testing.T, secret []byte) string {
 func algNoneToken() string {
 	enc := func(s string) string { return strings.TrimRight(b64(s), "=") }
 	return enc(`{"alg":"none","typ":"JWT"}`) + "." + enc(`{"herald":{"subscribe":["*"]},"exp":9999999999}`) + "."
+}
+
+// TestRefusedHandshakeClosesTheConnection: a request to /v1/ws that is not a valid upgrade gets
+// its 400 and the connection is closed, not leaked.
+func TestRefusedHandshakeClosesTheConnection(t *testing.T) {
+	e := newEnv(t)
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET /v1/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("the connection stayed open: %v (read %q)", err, got)
+	}
+	if !strings.HasPrefix(string(got), "HTTP/1.1 400") {
+		t.Fatalf("answer %q", got)
+	}
 }
