@@ -68,6 +68,7 @@ export class PollTransport implements Transport {
   private ac: AbortController | undefined;
   private channels: string[] = [];
   private first: { channels: string[]; resp: PollResponse } | undefined;
+  private quick = 0; // answers asked for at once in a row (never more than 2: no tight loop)
   private wake: (() => void) | undefined;
 
   constructor(
@@ -133,7 +134,12 @@ export class PollTransport implements Transport {
       try {
         this.token ??= await this.host.getToken();
         const cursor = await this.host.cursorFor(channels);
-        resp = await pollOnce(this.fetch, this.host.settings.baseUrl, this.token, channels, cursor, this.host.settings.pollTimeoutSec, ac.signal);
+        // A channel without a position (just subscribed, live only) gets one from an answer
+        // that does not wait, so the subscription is confirmed at once as on the other transports.
+        const missing = channels.some((c) => this.host.position(c) === undefined);
+        this.quick = missing ? this.quick + 1 : 0;
+        const wait = missing && this.quick <= 2 ? 0 : this.host.settings.pollTimeoutSec;
+        resp = await pollOnce(this.fetch, this.host.settings.baseUrl, this.token, channels, cursor, wait, ac.signal);
       } catch (err) {
         if (this.closed) return;
         if (ac.signal.aborted) continue; // the channels changed
