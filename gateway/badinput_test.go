@@ -277,3 +277,13 @@ func TestRefusedHandshakeClosesTheConnection(t *testing.T) {
 		t.Fatalf("answer %q", got)
 	}
 }
+
+// TestSSERefusalIsReadableCrossOrigin: a refused SSE request carries CORS headers, so a page on
+// another origin can read why (a bad token is not a network failure).
+func TestSSERefusalIsReadableCrossOrigin(t *testing.T) {
+	e := newEnv(t)
+	_, resp := e.openSSE("channel=x&access_token=bad", http.Header{"Origin": {"https://shop.example"}})
+	if resp.StatusCode != 401 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" {
+		t.Fatalf("status %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-gateway/herald/gateway/broker"
 	"go.uber.org/goleak"
 )
 
@@ -265,7 +266,9 @@ func TestBrokerGapReachesLiveSubscribers(t *testing.T) {
 // TestSSELargeReplayBeforeStart: a replay bigger than the socket buffer is written while the
 // stream starts, before the connection is registered with epoll; the rest is queued and flushed.
 func TestSSELargeReplayBeforeStart(t *testing.T) {
-	e := newEnv(t)
+	// The queue bound is raised: a replay past it ends the stream (the client resumes where it
+	// got to), which is not what this test is about.
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 20 }))
 	tok := e.token([]string{"*"}, nil, time.Hour)
 	big := `"` + strings.Repeat("y", 60000) + `"`
 	var ids []string
@@ -297,4 +300,51 @@ func TestSSECursorWithLiveOnlyChannel(t *testing.T) {
 	if ch != "b" || id != b2.String() {
 		t.Fatalf("got %s %s, want b's live message", ch, id)
 	}
+}
+
+// TestGapReportedOnce: after a gap, the position a client is handed (the SSE cursor, the poll
+// cursor) starts from where the log stands, so echoing it back does not report the gap again.
+func TestGapReportedOnce(t *testing.T) {
+	e := newEnv(t, withRetention(10, time.Hour))
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	stale := broker.ID{Ms: 1} // a position from a log that is gone
+	resp := e.poll(t, "channel=gone&timeout=0&since="+stale.String()+"&access_token="+tok)
+	if resp.Recovered || len(resp.Gaps) != 1 {
+		t.Fatalf("first poll %+v", resp)
+	}
+	again := e.poll(t, "channel=gone&timeout=0&since="+resp.Cursor+"&access_token="+tok)
+	if !again.Recovered || len(again.Gaps) != 0 {
+		t.Fatalf("second poll with the returned cursor %+v: the gap was reported again", again)
+	}
+	c, _ := e.openSSE("channel=gone&access_token="+tok, http.Header{"Last-Event-Id": {stale.String()}})
+	if ev := c.next(); ev.event != "herald.gap" {
+		t.Fatalf("first SSE event %+v", ev)
+	}
+	waitFor(t, 2*time.Second, func() bool { return c.lastID() != "" }, "the cursor is pinned")
+	cursor := c.lastID()
+	c.close()
+	id := e.publish("gone", `1`)
+	c2, _ := e.openSSE("channel=gone&access_token="+tok, http.Header{"Last-Event-Id": {cursor}})
+	if ev := c2.next(); ev.event != "" {
+		t.Fatalf("reconnect with the pinned cursor got %+v first; want the message", ev)
+	} else if _, got, _ := ev.message(t); got != id.String() {
+		t.Fatalf("got %s want %s", got, id)
+	}
+}
+
+// TestSubscribingEveryAllowedChannelAtOnce: the frame limit does not stop a client resuming as
+// many channels as a connection may hold.
+func TestSubscribingEveryAllowedChannelAtOnce(t *testing.T) {
+	e := newEnv(t)
+	c := e.dialWS(bearer(e.token([]string{"*"}, nil, time.Hour)))
+	c.expect("connected")
+	for i := range 128 {
+		frame, _ := wsTextFrame(fmt.Sprintf(`{"type":"subscribe","id":%d,"channel":"many:%d","since":"0"}`, i, i))
+		c.conn.Write(frame)
+	}
+	for range 128 {
+		c.expect("subscribed")
+	}
+	c.send(map[string]any{"type": "ping", "id": 1})
+	c.expect("pong")
 }

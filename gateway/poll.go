@@ -138,6 +138,9 @@ func (g *Gateway) collect(ctx context.Context, subs []*subscription) (pollRespon
 			resp.Recovered = false
 			resp.Gaps = append(resp.Gaps, sub.ch.name)
 			g.metrics.Gaps.Inc()
+			// Report a gap once: the next cursor starts from where the log stands (the
+			// messages below move it further), not from the lost position.
+			sub.pos = page.LastID
 		}
 		for _, m := range page.Messages {
 			resp.Messages = append(resp.Messages, pollMessage{Channel: m.Channel, ID: m.ID.String(), Event: m.Event, Data: m.Data})

@@ -22,6 +22,9 @@ type sseSession struct {
 // ServeSSE serves GET /v1/sse: it subscribes, answers the response headers on the hijacked
 // connection, writes the replay and hands the connection to the epoll core.
 func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
+	// A refusal before the stream starts must be readable by a page on another origin, so
+	// that a bad token does not look like a network failure to the browser.
+	g.cfg.CORS.SetHeaders(w.Header(), r)
 	req := g.parseStreamRequest(w, r)
 	if req == nil {
 		return
@@ -45,7 +48,10 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sub.pos = page.LastID
-		if since := req.sinceOf(i); since != nil {
+		if since := req.sinceOf(i); since != nil && page.Complete {
+			// A complete resume starts from the client's position and the replay moves it on;
+			// after a gap the stream starts from where the log stands, so the cursor the
+			// client echoes next time does not report the same gap again.
 			sub.pos = *since
 		}
 		s.subs = append(s.subs, sub)

@@ -131,14 +131,26 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	if !utf8.Valid(payload) {
 		return closeWith(1007, "bad_frame", "text frame is not valid UTF-8")
 	}
-	if !s.allowFrame() {
-		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
-	}
 	f, err := parseClientFrame(payload)
 	if err != nil {
 		return closeWith(4000, "bad_frame", "malformed frame: "+jsonProblem(err))
 	}
+	if !s.freeFrame(f) && !s.allowFrame() {
+		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
+	}
 	return s.handle(f)
+}
+
+// freeFrame reports whether f is exempt from the frame limit: a subscribe while the connection
+// has room for another channel. Subscribing is bounded by the channel cap anyway, and a client
+// that resumes 128 channels at once must not be closed for it.
+func (s *wsSession) freeFrame(f clientFrame) bool {
+	if f.Type != "subscribe" {
+		return false
+	}
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	return len(s.subs) < s.gw.cfg.MaxChannelsPerConn
 }
 
 // allowFrame counts a client frame against the window limit.
