@@ -45,7 +45,9 @@ func TestWebSocketBadFrames(t *testing.T) {
 		{"JSON that is not an object", func(c *wsClient) { c.sendRaw(ws.OpText, []byte(`[1,2]`)) }, 4000},
 		{"non-integer id", func(c *wsClient) { c.sendRaw(ws.OpText, []byte(`{"type":"ping","id":"x"}`)) }, 4000},
 		{"binary frame", func(c *wsClient) { c.sendRaw(ws.OpBinary, []byte{1, 2, 3}) }, 1003},
-		{"frame over the limit", func(c *wsClient) { c.sendRaw(ws.OpText, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 2000)+`"}`)) }, 1009},
+		{"frame over the limit", func(c *wsClient) {
+			c.sendRaw(ws.OpText, []byte(`{"type":"ping","pad":"`+strings.Repeat("x", 2000)+`"}`))
+		}, 1009},
 		{"invalid UTF-8", func(c *wsClient) { c.sendRaw(ws.OpText, []byte{'"', 0xff, '"'}) }, 1007},
 		{"bad token in auth frame", func(c *wsClient) { c.send(map[string]any{"type": "auth", "token": "nonsense"}) }, 1008},
 		{"expired token in auth frame", func(c *wsClient) {

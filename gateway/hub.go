@@ -165,7 +165,9 @@ func (h *Hub) Deliver(msg broker.Message) { h.enqueue(dispatchItem{msg: msg}) }
 
 // Gap implements broker.GapHandler: the channel's live subscribers are told, in order with its
 // messages, that some were lost.
-func (h *Hub) Gap(channel string) { h.enqueue(dispatchItem{msg: broker.Message{Channel: channel}, gap: true}) }
+func (h *Hub) Gap(channel string) {
+	h.enqueue(dispatchItem{msg: broker.Message{Channel: channel}, gap: true})
+}
 
 func (h *Hub) enqueue(item dispatchItem) {
 	q := h.queues[h.hash(item.msg.Channel)%uint64(len(h.queues))]
