@@ -124,10 +124,25 @@ type Hub struct {
 	seed    maphash.Seed
 	shards  [hubShards]hubShard
 
-	queues  []chan dispatchItem
-	done    chan struct{}
-	workers sync.WaitGroup // dispatchers and background unsubscribes
+	queues []chan dispatchItem
+	chunks chan fanOutChunk // parts of a large channel's fan-out, for the helpers
+	done   chan struct{}    // closed to stop the dispatchers
+	// helpersDone stops the fan-out helpers, once the dispatchers (which wait for them) stopped.
+	helpersDone chan struct{}
+	dispatchers sync.WaitGroup
+	workers     sync.WaitGroup // fan-out helpers and background unsubscribes
 }
+
+// fanOutChunk is a slice of one channel's subscriptions that a helper writes a delivery to.
+type fanOutChunk struct {
+	subs []*subscription
+	d    *delivery
+	wg   *sync.WaitGroup
+}
+
+// parallelFanOut is the subscriber count from which one message's fan-out is split across
+// cores: below it the hand-off costs more than it saves.
+const parallelFanOut = 512
 
 // dispatchItem is a message for a channel's subscribers, or the news that some were lost.
 type dispatchItem struct {
@@ -140,7 +155,7 @@ type dispatchItem struct {
 const dispatchQueue = 4096
 
 func newHub(m *metrics.Metrics) *Hub {
-	h := &Hub{metrics: m, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	h := &Hub{metrics: m, seed: maphash.MakeSeed(), done: make(chan struct{}), helpersDone: make(chan struct{})}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channelState)
 	}
@@ -148,10 +163,30 @@ func newHub(m *metrics.Metrics) *Hub {
 	h.queues = make([]chan dispatchItem, n)
 	for i := range h.queues {
 		h.queues[i] = make(chan dispatchItem, dispatchQueue)
-		h.workers.Add(1)
+		h.dispatchers.Add(1)
 		go h.dispatch(h.queues[i])
 	}
+	h.chunks = make(chan fanOutChunk, n)
+	for range n - 1 {
+		h.workers.Add(1)
+		go h.fanOutHelper()
+	}
 	return h
+}
+
+func (h *Hub) fanOutHelper() {
+	defer h.workers.Done()
+	for {
+		select {
+		case c := <-h.chunks:
+			for _, sub := range c.subs {
+				sub.offer(c.d)
+			}
+			c.wg.Done()
+		case <-h.helpersDone:
+			return
+		}
+	}
 }
 
 func (h *Hub) hash(channel string) uint64 { return maphash.String(h.seed, channel) }
@@ -178,7 +213,7 @@ func (h *Hub) enqueue(item dispatchItem) {
 }
 
 func (h *Hub) dispatch(q chan dispatchItem) {
-	defer h.workers.Done()
+	defer h.dispatchers.Done()
 	for {
 		select {
 		case item := <-q:
@@ -229,12 +264,34 @@ func (h *Hub) fanOut(msg broker.Message) {
 	cs.lastID = msg.ID
 	cs.mu.RLock()
 	d := newDelivery(msg, cs.nWS > 0, cs.nSSE > 0)
-	for _, sub := range cs.subs {
-		sub.offer(d)
-	}
 	n := len(cs.subs)
+	if n >= parallelFanOut && cap(h.chunks) > 1 {
+		h.fanOutParallel(cs.subs, d)
+	} else {
+		for _, sub := range cs.subs {
+			sub.offer(d)
+		}
+	}
 	cs.mu.RUnlock()
 	h.metrics.Deliveries.Add(float64(n))
+}
+
+// fanOutParallel writes d to subs with the helpers' help, one chunk each, and returns when all
+// are written. Each subscription is in one chunk, and the next message of the channel starts
+// only after this returns, so every subscriber still gets the channel's messages in order.
+// The caller holds the channel's read lock, which keeps subs unchanged meanwhile.
+func (h *Hub) fanOutParallel(subs []*subscription, d *delivery) {
+	parts := cap(h.chunks)
+	size := (len(subs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for start := size; start < len(subs); start += size {
+		wg.Add(1)
+		h.chunks <- fanOutChunk{subs: subs[start:min(start+size, len(subs))], d: d, wg: &wg}
+	}
+	for _, sub := range subs[:size] {
+		sub.offer(d)
+	}
+	wg.Wait()
 }
 
 // acquire returns the channel's state with the node's broker interest confirmed, counting one
@@ -393,8 +450,11 @@ func (h *Hub) Subscribers(channel string) int {
 	return cs.nWS + cs.nSSE
 }
 
-// close stops the dispatchers and waits for background unsubscribes.
+// close stops the dispatchers, then the fan-out helpers they may be waiting for, and waits for
+// background unsubscribes.
 func (h *Hub) close() {
 	close(h.done)
+	h.dispatchers.Wait()
+	close(h.helpersDone)
 	h.workers.Wait()
 }

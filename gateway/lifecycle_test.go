@@ -323,3 +323,48 @@ func TestReplayCapSendsNewestAndReportsGap(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeChannelFanOutInOrder: a channel big enough for the fan-out to be split across cores
+// still gives every subscriber every message once, in order.
+func TestLargeChannelFanOutInOrder(t *testing.T) {
+	e := newEnv(t)
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	const subs, msgs = parallelFanOut + 100, 50
+	clients := make([]*wsClient, subs)
+	for i := range clients {
+		c, err := dialWS(e.addr, bearer(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.t = t
+		defer c.conn.Close()
+		c.expect("connected")
+		c.send(map[string]any{"type": "subscribe", "channel": "big"})
+		c.expect("subscribed")
+		clients[i] = c
+	}
+	var want []string
+	for i := range msgs {
+		want = append(want, e.publish("big", fmt.Sprint(i)).String())
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, subs)
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range msgs {
+				m, err := c.read(10 * time.Second)
+				if err != nil || m["id"] != want[i] {
+					errs <- fmt.Errorf("message %d: %v %v, want %s", i, m, err, want[i])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
