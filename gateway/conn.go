@@ -319,10 +319,26 @@ func (c *conn) closeLocked(cause closeCause) {
 			_, _ = c.writeNow(f, nil) // best effort: a full socket buffer loses it
 		}
 	}
+	// Closing a socket with unread input makes the kernel answer with a reset, which can
+	// destroy the close frame before the client reads it: the client would see a dropped
+	// connection instead of, say, 1009 or 4029. Discard what is waiting first.
+	discardInput(c.fd)
 	c.closed = true
 	c.queue, c.queued = nil, 0
 	_ = c.netc.Close()
 	c.gw.retire(c)
+}
+
+// discardInput reads and drops what the socket holds, up to a bound, without blocking.
+func discardInput(fd int) {
+	var buf [4096]byte
+	for range 64 { // 256 KiB: more than a refused frame leaves behind
+
+		n, err := unix.Read(fd, buf[:])
+		if n <= 0 || err != nil {
+			return
+		}
+	}
 }
 
 // Close causes.
