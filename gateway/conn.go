@@ -29,7 +29,7 @@ type conn struct {
 	netc   net.Conn
 	rc     syscall.RawConn
 	fd     int // valid for writes while !closed, under wmu
-	desc   *netpoll.Desc
+	desc   netpoll.Desc // set by start, under wmu
 	proto  protocol
 	reason string // why it closed; set once under wmu
 
@@ -205,7 +205,7 @@ func (c *conn) writeLocked(a, b []byte) bool {
 	}
 	// Before start registers the connection (a replay written during the handshake), there is
 	// nothing to arm yet: start arms EPOLLOUT itself when it finds bytes queued.
-	if !c.closed && c.desc != nil {
+	if !c.closed && c.desc.Registered() {
 		if err := c.desc.Arm(netpoll.Readable | netpoll.Writable); err != nil {
 			c.closeLocked(causeIO)
 		}

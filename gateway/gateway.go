@@ -185,14 +185,14 @@ func (g *Gateway) start(c *conn) {
 	if c.closed {
 		return
 	}
-	desc, err := g.poller.Register(c.netc.(syscall.Conn), c)
+	desc, err := g.poller.Register(c.rc, c)
 	if err != nil {
 		c.closeLocked(closeCause{code: 1011, reason: "internal error", metric: "internal_error"})
 		return
 	}
 	c.desc = desc
 	if len(c.queue) > 0 {
-		if err := desc.Arm(netpoll.Readable | netpoll.Writable); err != nil {
+		if err := c.desc.Arm(netpoll.Readable | netpoll.Writable); err != nil {
 			c.closeLocked(causeIO)
 		}
 	}
@@ -224,7 +224,7 @@ func (g *Gateway) janitor() {
 		g.retired = nil
 		g.retireMu.Unlock()
 		for _, c := range batch {
-			if c.desc != nil {
+			if c.desc.Registered() {
 				c.desc.Unregister()
 			}
 			g.wheel.remove(c)

@@ -51,10 +51,10 @@ type Poller struct {
 	epfd   int
 	wakeFd int // eventfd that interrupts epoll_wait on Close
 
-	mu       sync.RWMutex // guards handlers, nextTok and closed
-	handlers map[uint64]Handler
-	nextTok  uint64
-	closed   bool
+	mu    sync.RWMutex // guards slots, free and closed
+	slots []slot       // registrations by index; a token is the index and its generation
+	free  []uint32     // indexes of unused slots
+	closed bool
 
 	work     chan job
 	loopDone chan struct{}
@@ -66,7 +66,16 @@ type job struct {
 	ev Event
 }
 
-// wakeToken marks the eventfd's events; registration tokens start at 1.
+// slot is one registration. The generation changes each time the slot is reused, so an event
+// the kernel queued for an earlier registration of the same slot finds no handler. (A map from
+// token to handler did the same at about three times the memory per connection.)
+type slot struct {
+	h   Handler
+	gen uint32
+}
+
+// wakeToken marks the eventfd's events; registration tokens never equal it (their generation
+// starts at 1).
 const wakeToken = 0
 
 // Config sizes a Poller.
@@ -106,8 +115,6 @@ func New(cfg Config) (*Poller, error) {
 	p := &Poller{
 		epfd:     epfd,
 		wakeFd:   wakeFd,
-		handlers: make(map[uint64]Handler),
-		nextTok:  wakeToken + 1,
 		work:     make(chan job, cfg.Queue),
 		loopDone: make(chan struct{}),
 	}
@@ -119,35 +126,47 @@ func New(cfg Config) (*Poller, error) {
 	return p, nil
 }
 
-// Desc is one connection's registration.
+// Desc is one connection's registration. It is a small value meant to be kept inside the
+// connection's own struct (no allocation of its own); the zero Desc is not registered.
 type Desc struct {
 	p     *Poller
 	rc    syscall.RawConn
 	token uint64
 }
 
-// Register adds conn to the poller, armed for Readable (and HangUp). The handler is called for
-// its events until Unregister. conn must be a socket whose descriptor the caller keeps open
-// (a *net.TCPConn, for example).
-func (p *Poller) Register(conn syscall.Conn, h Handler) (*Desc, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("netpoll: %w", err)
-	}
+// Registered reports whether d came from Register.
+func (d *Desc) Registered() bool { return d.p != nil }
+
+// Register adds the socket behind rc to the poller, armed for Readable (and HangUp). The handler
+// is called for its events until Unregister. The caller keeps the descriptor open (rc comes from
+// a *net.TCPConn's SyscallConn, for example).
+func (p *Poller) Register(rc syscall.RawConn, h Handler) (Desc, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, ErrClosed
+		return Desc{}, ErrClosed
 	}
-	tok := p.nextTok
-	p.nextTok++
-	p.handlers[tok] = h
+	var idx uint32
+	if n := len(p.free); n > 0 {
+		idx = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		idx = uint32(len(p.slots))
+		p.slots = append(p.slots, slot{})
+	}
+	s := &p.slots[idx]
+	s.gen++
+	if s.gen == 0 {
+		s.gen = 1 // generation 0 would make slot 0's token the wake token
+	}
+	s.h = h
+	tok := uint64(s.gen)<<32 | uint64(idx)
 	p.mu.Unlock()
 
-	d := &Desc{p: p, rc: rc, token: tok}
+	d := Desc{p: p, rc: rc, token: tok}
 	if err := d.ctl(unix.EPOLL_CTL_ADD, Readable); err != nil {
 		p.forget(tok)
-		return nil, err
+		return Desc{}, err
 	}
 	return d, nil
 }
@@ -189,16 +208,31 @@ func (d *Desc) ctl(op int, want Event) error {
 }
 
 func (p *Poller) forget(tok uint64) {
+	idx, gen := uint32(tok), uint32(tok>>32)
 	p.mu.Lock()
-	delete(p.handlers, tok)
+	if int(idx) < len(p.slots) && p.slots[idx].gen == gen && p.slots[idx].h != nil {
+		p.slots[idx].h = nil
+		p.free = append(p.free, idx)
+	}
 	p.mu.Unlock()
+}
+
+// lookup returns the handler registered under tok, or nil.
+func (p *Poller) lookup(tok uint64) Handler {
+	idx, gen := uint32(tok), uint32(tok>>32)
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if int(idx) < len(p.slots) && p.slots[idx].gen == gen {
+		return p.slots[idx].h
+	}
+	return nil
 }
 
 // Len returns the number of registered connections.
 func (p *Poller) Len() int {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	return len(p.handlers)
+	return len(p.slots) - len(p.free)
 }
 
 // Close stops the wait loop and the workers after the events already queued were handled.
@@ -238,9 +272,7 @@ func (p *Poller) loop() {
 			if tok == wakeToken {
 				return
 			}
-			p.mu.RLock()
-			h := p.handlers[tok]
-			p.mu.RUnlock()
+			h := p.lookup(tok)
 			if h == nil {
 				continue // unregistered after the kernel reported the event
 			}

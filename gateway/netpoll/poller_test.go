@@ -81,7 +81,7 @@ func TestReadableIsOneShotUntilArmed(t *testing.T) {
 	defer p.Close()
 	server, client := tcpPair(t)
 	r := &recorder{events: make(chan Event, 10)}
-	d, err := p.Register(server, r)
+	d, err := register(p, server, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestWritableWhenArmed(t *testing.T) {
 	defer p.Close()
 	server, _ := tcpPair(t)
 	r := &recorder{events: make(chan Event, 10)}
-	d, err := p.Register(server, r)
+	d, err := register(p, server, r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestArmAfterCloseFails(t *testing.T) {
 	}
 	defer p.Close()
 	server, _ := tcpPair(t)
-	d, err := p.Register(server, &recorder{events: make(chan Event, 1)})
+	d, err := register(p, server, &recorder{events: make(chan Event, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +151,47 @@ func TestRegisterAfterClose(t *testing.T) {
 	}
 	p.Close()
 	server, _ := tcpPair(t)
-	if _, err := p.Register(server, &recorder{}); err != ErrClosed {
+	if _, err := register(p, server, &recorder{}); err != ErrClosed {
 		t.Fatalf("err = %v, want ErrClosed", err)
 	}
 }
 
 var _ syscall.Conn = (*net.TCPConn)(nil)
+
+func register(p *Poller, c *net.TCPConn, h Handler) (*Desc, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	d, err := p.Register(rc, h)
+	return &d, err
+}
+
+// TestReusedSlotIgnoresStaleToken: after Unregister, a new registration may take the same slot;
+// the old token must not reach the new handler.
+func TestReusedSlotIgnoresStaleToken(t *testing.T) {
+	p, err := New(Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a, _ := tcpPair(t)
+	b, _ := tcpPair(t)
+	ra, rb := &recorder{events: make(chan Event, 1)}, &recorder{events: make(chan Event, 1)}
+	da, err := register(p, a, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := da.token
+	da.Unregister()
+	db, err := register(p, b, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint32(db.token) != uint32(old) || db.token == old {
+		t.Fatalf("tokens %x then %x: want the same slot, another generation", old, db.token)
+	}
+	if p.lookup(old) != nil || p.lookup(db.token) != Handler(rb) {
+		t.Fatal("a stale token found a handler")
+	}
+}
