@@ -32,11 +32,12 @@ const (
 // fetch in the cache, so fetches caused by an unknown kid use fetchNow instead.
 type jwksSource struct {
 	// Set by newJWKSSource, read-only afterwards.
-	url    string
-	client *http.Client
-	cache  *jwk.Cache
-	life   context.Context    // ends the cache's goroutines and any fetch in flight
-	cancel context.CancelFunc // cancels life
+	onInstall func() // called after each new key set is installed
+	url       string
+	client    *http.Client
+	cache     *jwk.Cache
+	life      context.Context    // ends the cache's goroutines and any fetch in flight
+	cancel    context.CancelFunc // cancels life
 
 	keys atomic.Pointer[[]publicKey] // nil until a fetch succeeds; replaced whole, never mutated
 
@@ -48,9 +49,10 @@ type jwksSource struct {
 
 // newJWKSSource registers cfg.JWKSURL with a new jwk.Cache and fetches it once. A failed fetch is
 // recorded for ready, not returned: the cache retries it every cfg.JWKSRefresh.
-func newJWKSSource(ctx context.Context, cfg Config) (*jwksSource, error) {
+func newJWKSSource(ctx context.Context, cfg Config, onInstall func()) (*jwksSource, error) {
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	j := &jwksSource{
+		onInstall:   onInstall,
 		url:         cfg.JWKSURL,
 		client:      cfg.HTTPClient,
 		life:        life,
@@ -180,6 +182,9 @@ func (j *jwksSource) install(set jwk.Set) {
 	}
 	j.keys.Store(&ring)
 	j.setErr(nil)
+	if j.onInstall != nil {
+		j.onInstall()
+	}
 }
 
 // usableJWK converts a JWK into a verification key. Symmetric keys (publishing a secret in a JWKS

@@ -26,6 +26,8 @@ type Verifier struct {
 	audience string
 	skew     time.Duration
 
+	cache verifiedCache // JWTs that verified recently; see cache.go
+
 	closeOnce sync.Once
 }
 
@@ -55,7 +57,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		skew:     cfg.ClockSkew,
 	}
 	if cfg.JWKSURL != "" {
-		if v.jwks, err = newJWKSSource(ctx, cfg); err != nil {
+		if v.jwks, err = newJWKSSource(ctx, cfg, v.cache.clear); err != nil {
 			return nil, err
 		}
 	}
@@ -112,11 +114,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		}
 		return nil, invalidf("not a JWT in compact form")
 	}
+	now := time.Now()
+	if c := v.cache.get(token, now); c != nil {
+		return c, nil
+	}
 	payload, err := v.verifySignature(ctx, token)
 	if err != nil {
 		return nil, err
 	}
-	return v.claims(payload)
+	c, err := v.claims(payload)
+	if err != nil {
+		return nil, err
+	}
+	v.cache.put(token, c, now)
+	return c, nil
 }
 
 // verifySignature checks the JWS signature of token and returns its payload. When the token
