@@ -27,7 +27,10 @@ const nodeSecret = "e2e-shared-secret-0123456789abcdefghijkl"
 // startNode runs herald against Valkey and mints its tokens.
 func startNode(t *testing.T, valkeyURL string, args ...string) *server {
 	t.Helper()
-	s := startServer(t, freePort(t), append([]string{"--jwt-secret", nodeSecret, "--valkey-url", valkeyURL}, args...)...)
+	// A generous Valkey timeout: a loaded CI machine can stall a healthy operation past the
+	// default. The chaos test asks for the default back to see 503s quickly.
+	base := []string{"--jwt-secret", nodeSecret, "--valkey-url", valkeyURL, "--valkey-timeout", "5s"}
+	s := startServer(t, freePort(t), append(base, args...)...)
 	var err error
 	if s.sub, err = auth.MintHMAC([]byte(nodeSecret), auth.MintClaims{Subscribe: []string{"*"}, TTL: time.Hour}); err != nil {
 		t.Fatal(err)
@@ -194,7 +197,7 @@ func TestIdempotentRetryAddsNothing(t *testing.T) {
 // order, and the stream must hold exactly 5,000 entries.
 func TestChaosValkeyOutage(t *testing.T) {
 	v := valkeytest.StartServer(t, valkeytest.AppendOnly())
-	a, b := startNode(t, v.URL(), "--history-size", "10000"), startNode(t, v.URL(), "--history-size", "10000")
+	a, b := startNode(t, v.URL(), "--history-size", "10000", "--valkey-timeout", "1s"), startNode(t, v.URL(), "--history-size", "10000", "--valkey-timeout", "1s")
 	subs := []*wsSub{a.subscribeWS(t, "chaos", ""), b.subscribeWS(t, "chaos", "")}
 	sse := b.openSSE("channel=chaos", "")
 	time.Sleep(200 * time.Millisecond)

@@ -39,6 +39,7 @@ type serveConfig struct {
 	jwtAudience       string
 	apiKeys           listValue
 	valkeyURL         string
+	valkeyTimeout     time.Duration
 	historySize       int
 	historyTTL        time.Duration
 	historyRules      listValue
@@ -85,6 +86,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	str(&c.jwtAudience, "jwt-audience", "HERALD_JWT_AUDIENCE", "", "when set, tokens must carry this aud")
 	list(&c.apiKeys, "api-key", "HERALD_API_KEYS", "static API key for backends (Authorization: Bearer <key>); repeatable, the variable is comma-separated")
 	str(&c.valkeyURL, "valkey-url", "HERALD_VALKEY_URL", "", "Valkey to store messages in and to share with other nodes\n(valkey://host:6379, valkeys:// for TLS, a comma list of seeds for Cluster);\nempty: the in-memory broker (one node, history lost on restart)")
+	dur(&c.valkeyTimeout, "valkey-timeout", "HERALD_VALKEY_TIMEOUT", valkey.DefaultTimeout, "longest a Valkey operation may take before it fails (a publish then answers 503)")
 	num(&c.historySize, "history-size", "HERALD_HISTORY_SIZE", broker.DefaultRetention.Size, "messages kept per channel for resume and history")
 	dur(&c.historyTTL, "history-ttl", "HERALD_HISTORY_TTL", broker.DefaultRetention.TTL, "how long a channel's history lives after its last publish")
 	list(&c.historyRules, "history-rule", "HERALD_HISTORY_RULES", "history for channels starting with a prefix: PREFIX=SIZE or PREFIX=SIZE/TTL\n(for example chat:=100/1h); repeatable, the variable is comma-separated")
@@ -208,7 +210,7 @@ func openBroker(ctx context.Context, c *serveConfig, gw *gateway.Gateway, retent
 		return memory.New(memory.Options{Handler: gw, Retention: retention, IdempotencyWindow: c.idempotencyWindow}), "memory", nil
 	}
 	b, err := valkey.New(ctx, valkey.Options{URL: c.valkeyURL, Handler: gw, Retention: retention,
-		IdempotencyWindow: c.idempotencyWindow, Logger: log})
+		IdempotencyWindow: c.idempotencyWindow, Timeout: c.valkeyTimeout, Logger: log})
 	if err != nil {
 		return nil, "", fmt.Errorf("valkey: %w", err)
 	}

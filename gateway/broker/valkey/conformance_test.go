@@ -20,7 +20,8 @@ func runConformance(t *testing.T, url string) {
 	brokertest.RunConfig(t, brokertest.Config{},
 		func(t *testing.T, opts brokertest.Options) broker.Broker {
 			b, err := New(context.Background(), Options{
-				URL: url, Handler: opts.Handler, Retention: opts.Retention, IdempotencyWindow: opts.IdempotencyWindow,
+				Timeout: testTimeout,
+				URL:     url, Handler: opts.Handler, Retention: opts.Retention, IdempotencyWindow: opts.IdempotencyWindow,
 			})
 			if err != nil {
 				t.Fatalf("New: %v", err)

@@ -146,6 +146,11 @@ func newTestBroker(t testing.TB, opts Options) *Broker {
 	if opts.Logger == nil && testing.Verbose() {
 		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
+	if opts.Timeout == 0 {
+		// Generous: a loaded CI machine (two cores, the race detector) can stall a healthy
+		// operation past the 1 s default. Outage tests set their own short timeout.
+		opts.Timeout = testTimeout
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	b, err := New(ctx, opts)
@@ -155,6 +160,9 @@ func newTestBroker(t testing.TB, opts Options) *Broker {
 	t.Cleanup(func() { b.Close() })
 	return b
 }
+
+// testTimeout is the per-operation timeout of test brokers that do not set one.
+const testTimeout = 5 * time.Second
 
 func data(i int) json.RawMessage { return json.RawMessage(fmt.Sprintf(`{"n":%d}`, i)) }
 
