@@ -28,7 +28,7 @@ type conn struct {
 	kind   sinkKind
 	netc   net.Conn
 	rc     syscall.RawConn
-	fd     int // valid for writes while !closed, under wmu
+	fd     int          // valid for writes while !closed, under wmu
 	desc   netpoll.Desc // set by start, under wmu
 	proto  protocol
 	reason string // why it closed; set once under wmu

@@ -151,6 +151,30 @@ type RetentionPolicy struct {
 	Rules   []RetentionRule
 }
 
+// WithDefaults returns p with zero sizes and TTLs filled in: the Default's from
+// DefaultRetention, the rules' from the Default. The rules slice is copied, so the caller's is
+// never changed.
+func (p RetentionPolicy) WithDefaults() RetentionPolicy {
+	if p.Default.Size <= 0 {
+		p.Default.Size = DefaultRetention.Size
+	}
+	if p.Default.TTL <= 0 {
+		p.Default.TTL = DefaultRetention.TTL
+	}
+	rules := make([]RetentionRule, len(p.Rules))
+	for i, r := range p.Rules {
+		if r.Size <= 0 {
+			r.Size = p.Default.Size
+		}
+		if r.TTL <= 0 {
+			r.TTL = p.Default.TTL
+		}
+		rules[i] = r
+	}
+	p.Rules = rules
+	return p
+}
+
 // For returns the retention of channel.
 func (p RetentionPolicy) For(channel string) Retention {
 	best, bestLen := p.Default, -1

@@ -34,3 +34,23 @@ func TestRetentionPolicyFor(t *testing.T) {
 		t.Errorf("reversed rules: For = %+v, want %+v", got, smaller)
 	}
 }
+
+func TestRetentionWithDefaults(t *testing.T) {
+	in := RetentionPolicy{
+		Default: Retention{TTL: time.Minute},
+		Rules:   []RetentionRule{{Prefix: "a:", Retention: Retention{Size: 5}}},
+	}
+	got := in.WithDefaults()
+	if got.Default != (Retention{Size: DefaultRetention.Size, TTL: time.Minute}) {
+		t.Errorf("Default = %+v", got.Default)
+	}
+	if got.Rules[0].Retention != (Retention{Size: 5, TTL: time.Minute}) {
+		t.Errorf("rule = %+v", got.Rules[0].Retention)
+	}
+	if in.Rules[0].TTL != 0 {
+		t.Error("WithDefaults changed the caller's rules")
+	}
+	if d := (RetentionPolicy{}).WithDefaults().Default; d != DefaultRetention {
+		t.Errorf("zero policy: Default = %+v", d)
+	}
+}

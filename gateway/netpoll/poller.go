@@ -51,9 +51,9 @@ type Poller struct {
 	epfd   int
 	wakeFd int // eventfd that interrupts epoll_wait on Close
 
-	mu    sync.RWMutex // guards slots, free and closed
-	slots []slot       // registrations by index; a token is the index and its generation
-	free  []uint32     // indexes of unused slots
+	mu     sync.RWMutex // guards slots, free and closed
+	slots  []slot       // registrations by index; a token is the index and its generation
+	free   []uint32     // indexes of unused slots
 	closed bool
 
 	work     chan job

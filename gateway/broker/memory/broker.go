@@ -81,7 +81,7 @@ var _ broker.Broker = (*Broker)(nil)
 func New(opts Options) *Broker {
 	b := &Broker{
 		handler: opts.Handler,
-		policy:  normalizePolicy(opts.Retention),
+		policy:  opts.Retention.WithDefaults(),
 		window:  opts.IdempotencyWindow,
 		now:     opts.Now,
 		stop:    make(chan struct{}),
@@ -101,29 +101,6 @@ func New(opts Options) *Broker {
 	}
 	go b.janitor()
 	return b
-}
-
-// normalizePolicy fills in the defaults Options promises, once, so that the publish path need
-// not check them.
-func normalizePolicy(p broker.RetentionPolicy) broker.RetentionPolicy {
-	if p.Default.Size <= 0 {
-		p.Default.Size = broker.DefaultRetention.Size
-	}
-	if p.Default.TTL <= 0 {
-		p.Default.TTL = broker.DefaultRetention.TTL
-	}
-	rules := make([]broker.RetentionRule, len(p.Rules))
-	for i, r := range p.Rules {
-		if r.Size <= 0 {
-			r.Size = p.Default.Size
-		}
-		if r.TTL <= 0 {
-			r.TTL = p.Default.TTL
-		}
-		rules[i] = r
-	}
-	p.Rules = rules
-	return p
 }
 
 // Ready reports nil while the broker is open: memory is always reachable.

@@ -101,7 +101,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		log:     opts.Logger,
 		subs:    make(map[string]*channelSub),
 	}
-	b.retention = normalizeRetention(opts.Retention)
+	b.retention = opts.Retention.WithDefaults()
 	if b.window <= 0 {
 		b.window = broker.DefaultIdempotencyWindow
 	}
@@ -135,29 +135,6 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		}
 	}
 	return b, nil
-}
-
-// normalizeRetention fills zero sizes and TTLs: the Default's from broker.DefaultRetention, the
-// rules' from the Default. The rules slice is copied.
-func normalizeRetention(p broker.RetentionPolicy) broker.RetentionPolicy {
-	if p.Default.Size <= 0 {
-		p.Default.Size = broker.DefaultRetention.Size
-	}
-	if p.Default.TTL <= 0 {
-		p.Default.TTL = broker.DefaultRetention.TTL
-	}
-	rules := make([]broker.RetentionRule, len(p.Rules))
-	for i, r := range p.Rules {
-		if r.Size <= 0 {
-			r.Size = p.Default.Size
-		}
-		if r.TTL <= 0 {
-			r.TTL = p.Default.TTL
-		}
-		rules[i] = r
-	}
-	p.Rules = rules
-	return p
 }
 
 // configureClient sets what herald needs on top of the URL's options: no client-side cache,

@@ -155,26 +155,6 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-func TestNormalizeRetention(t *testing.T) {
-	in := broker.RetentionPolicy{
-		Default: broker.Retention{TTL: time.Minute},
-		Rules:   []broker.RetentionRule{{Prefix: "a:", Retention: broker.Retention{Size: 5}}},
-	}
-	got := normalizeRetention(in)
-	if got.Default != (broker.Retention{Size: broker.DefaultRetention.Size, TTL: time.Minute}) {
-		t.Errorf("Default = %+v", got.Default)
-	}
-	if got.Rules[0].Retention != (broker.Retention{Size: 5, TTL: time.Minute}) {
-		t.Errorf("rule = %+v", got.Rules[0].Retention)
-	}
-	if in.Rules[0].TTL != 0 {
-		t.Error("normalizeRetention changed the caller's rules")
-	}
-	if d := normalizeRetention(broker.RetentionPolicy{}).Default; d != broker.DefaultRetention {
-		t.Errorf("zero policy: Default = %+v", d)
-	}
-}
-
 // TestEpochMovesWhenValkeyLosesItsData: a client that saw a channel empty (its position is the
 // epoch) and then missed messages lost with Valkey's data is told of the gap.
 func TestEpochMovesWhenValkeyLosesItsData(t *testing.T) {
