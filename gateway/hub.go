@@ -124,9 +124,10 @@ type Hub struct {
 	seed    maphash.Seed
 	shards  [hubShards]hubShard
 
-	queues []chan dispatchItem
-	chunks chan fanOutChunk // parts of a large channel's fan-out, for the helpers
-	done   chan struct{}    // closed to stop the dispatchers
+	queues  []chan dispatchItem
+	backlog *backlog         // bounds the deliveries waiting in queues
+	chunks  chan fanOutChunk // parts of a large channel's fan-out, for the helpers
+	done    chan struct{}    // closed to stop the dispatchers
 	// helpersDone stops the fan-out helpers, once the dispatchers (which wait for them) stopped.
 	helpersDone chan struct{}
 	dispatchers sync.WaitGroup
@@ -146,8 +147,9 @@ const parallelFanOut = 512
 
 // dispatchItem is a message for a channel's subscribers, or the news that some were lost.
 type dispatchItem struct {
-	msg broker.Message
-	gap bool
+	msg  broker.Message
+	gap  bool
+	cost int // backlog taken for it, given back once it is fanned out
 }
 
 // dispatchQueue is how many messages may wait per dispatcher before Deliver blocks (and with it
@@ -155,7 +157,8 @@ type dispatchItem struct {
 const dispatchQueue = 4096
 
 func newHub(m *metrics.Metrics) *Hub {
-	h := &Hub{metrics: m, seed: maphash.MakeSeed(), done: make(chan struct{}), helpersDone: make(chan struct{})}
+	h := &Hub{metrics: m, seed: maphash.MakeSeed(), done: make(chan struct{}), helpersDone: make(chan struct{}),
+		backlog: newBacklog(defaultBacklog)}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channelState)
 	}
@@ -205,10 +208,16 @@ func (h *Hub) Gap(channel string) {
 }
 
 func (h *Hub) enqueue(item dispatchItem) {
+	cost := 1
+	if !item.gap {
+		cost = h.Subscribers(item.msg.Channel)
+	}
+	item.cost = h.backlog.acquire(cost)
 	q := h.queues[h.hash(item.msg.Channel)%uint64(len(h.queues))]
 	select {
 	case q <- item:
 	case <-h.done:
+		h.backlog.release(item.cost)
 	}
 }
 
@@ -222,6 +231,7 @@ func (h *Hub) dispatch(q chan dispatchItem) {
 			} else {
 				h.fanOut(item.msg)
 			}
+			h.backlog.release(item.cost)
 		case <-h.done:
 			return
 		}
@@ -453,6 +463,7 @@ func (h *Hub) Subscribers(channel string) int {
 // close stops the dispatchers, then the fan-out helpers they may be waiting for, and waits for
 // background unsubscribes.
 func (h *Hub) close() {
+	h.backlog.close()
 	close(h.done)
 	h.dispatchers.Wait()
 	close(h.helpersDone)
