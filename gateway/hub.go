@@ -17,8 +17,10 @@ import (
 //
 // Invariants:
 //   - Per channel, messages reach each subscription in id order, each once: one dispatcher
-//     goroutine owns each channel (chosen by hash), and the seam (subscribe, replay, goLive)
-//     buffers live messages until the replay is written.
+//     goroutine owns each channel (chosen by hash); a split fan-out finishes before the next
+//     message starts; the seam (subscribe, replay, goLive) buffers live messages until the
+//     replay is written, and afterwards drops those the replay covered (the floor).
+//   - The fan-out backlog is bounded in deliveries: Deliver waits when it is full.
 //   - The node's interest in a channel (broker.Subscribe) is confirmed before any history read of
 //     a subscription to it, so a message is either in the history read or arrives live.
 //   - Lock order: shard.mu, then channelState.mu, then subscription.mu, then a connection's write
