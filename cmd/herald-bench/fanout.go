@@ -42,6 +42,7 @@ type fanoutResult struct {
 	Extra        uint64            `json:"extra"`
 	Closes       map[string]int    `json:"lost_after_subscribe,omitempty"`
 	Complete     bool              `json:"all_delivered"`
+	TimedOut     bool              `json:"drain_timed_out"`
 	Wall         float64           `json:"wall_seconds"`
 	GatewayCPU   float64           `json:"gateway_cpu_seconds"`
 	CPUPerDeliv  float64           `json:"gateway_cpu_us_per_delivery"`
@@ -49,6 +50,7 @@ type fanoutResult struct {
 	BenchCPU     float64           `json:"bench_cpu_seconds"`
 	GatewayCore  float64           `json:"gateway_cores"`
 	BenchCores   float64           `json:"bench_cores"`
+	OtherCores   float64           `json:"other_processes_cores"`
 	Notes        []string          `json:"notes,omitempty"`
 }
 
@@ -179,6 +181,7 @@ func fillFanout(res *fanoutResult, pub pubResult, sum reply, lat *histogram, g0,
 	res.Latency = summarize(lat)
 	res.Lost, res.LossySubs, res.Dups, res.Extra, res.Closes = sum.Lost, sum.LossyClients, sum.Dups, sum.Extra, sum.Closes
 	res.Complete = sum.Lost == 0 && sum.DoneAt != 0
+	res.TimedOut = sum.DoneAt == 0
 	end := max(sum.LastRecv, pub.End)
 	if span := float64(end-pub.Start) / 1e9; span > 0 {
 		res.PerSecond = float64(sum.Received) / span
@@ -194,7 +197,8 @@ func fillFanout(res *fanoutResult, pub pubResult, sum reply, lat *histogram, g0,
 		res.GatewayCore = res.GatewayCPU / res.Wall
 		res.BenchCores = res.BenchCPU / res.Wall
 	}
-	res.Notes = cpuNotes(res.GatewayCore, res.BenchCores)
+	res.OtherCores = max(0, (g1.MachineBusy-g0.MachineBusy)/max(res.Wall, 1e-9)-res.GatewayCore-res.BenchCores)
+	res.Notes = cpuNotes(res.GatewayCore, res.BenchCores, res.OtherCores)
 	if res.Rate > 0 && res.MaxLagMs > 1000/res.Rate {
 		res.Notes = append(res.Notes, fmt.Sprintf("publishers fell behind the schedule by up to %.1f ms", res.MaxLagMs))
 	}
@@ -203,14 +207,14 @@ func fillFanout(res *fanoutResult, pub pubResult, sum reply, lat *histogram, g0,
 	}
 }
 
-// cpuNotes says when the bench rather than the gateway may be the limit.
-func cpuNotes(gateway, bench float64) []string {
+// cpuNotes says when the machine was saturated and whether the bench may be the limit.
+func cpuNotes(gateway, bench, other float64) []string {
 	cpus := float64(runtime.NumCPU())
 	var notes []string
-	if gateway+bench >= 0.85*cpus {
-		notes = append(notes, fmt.Sprintf("the machine's %.0f CPUs were nearly saturated (gateway %.2f + bench %.2f cores)", cpus, gateway, bench))
-		if bench >= gateway {
-			notes = append(notes, "the bench used as much CPU as the gateway or more: this run is limited by the bench as much as by the gateway")
+	if gateway+bench+other >= 0.85*cpus {
+		notes = append(notes, fmt.Sprintf("the machine's %.0f CPUs were nearly saturated: gateway %.2f, bench %.2f, other processes %.2f cores", cpus, gateway, bench, other))
+		if bench >= 0.5*gateway {
+			notes = append(notes, "the bench used at least half as much CPU as the gateway on the same cores: it is part of the limit")
 		}
 	}
 	return notes
@@ -231,13 +235,23 @@ func fanoutRows(r fanoutResult) [][2]string {
 		{"publish request latency", r.PublishLat.String()},
 		{"deliveries", fmt.Sprintf("%d of %d expected, %.0f/s", r.Deliveries, r.Expected, r.PerSecond)},
 		{"delivery latency", r.Latency.String()},
-		{"lost / duplicated", fmt.Sprintf("%d lost (%d subscribers), %d duplicated, %d extra", r.Lost, r.LossySubs, r.Dups, r.Extra)},
+		{"lost / duplicated", lossText(r.Lost, r.LossySubs, r.Dups, r.Extra, r.TimedOut)},
 		{"connections lost", countsText(r.Closes)},
 		{"gateway CPU", fmt.Sprintf("%.2f s = %.2f us per delivery (%.2f cores)", r.GatewayCPU, r.CPUPerDeliv, r.GatewayCore)},
-		{"bench CPU", fmt.Sprintf("%.2f s (%.2f cores)", r.BenchCPU, r.BenchCores)},
+		{"bench CPU", fmt.Sprintf("%.2f s (%.2f cores); other processes %.2f cores", r.BenchCPU, r.BenchCores, r.OtherCores)},
 	}
 	for _, n := range r.Notes {
 		rows = append(rows, [2]string{"note", n})
 	}
 	return append(rows, [2]string{"command", "herald-bench " + strings.Join(r.Args, " ")})
+}
+
+// lossText says how many messages subscribers missed; when the drain timed out, the missing
+// ones may still have been on their way.
+func lossText(lost uint64, subs int, dups, extra uint64, timedOut bool) string {
+	s := fmt.Sprintf("%d lost (%d subscribers), %d duplicated, %d extra", lost, subs, dups, extra)
+	if timedOut && lost > 0 {
+		s += " (the drain timed out: the missing messages may still have been queued; use a longer --drain)"
+	}
+	return s
 }

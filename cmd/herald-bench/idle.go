@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,8 @@ type idleResult struct {
 	Open      int            `json:"open_at_end"`
 	Closes    map[string]int `json:"lost_after_subscribe,omitempty"`
 	PerConn   perConn        `json:"per_connection"`
+	AfterGC   *gatewaySample `json:"after_gc,omitempty"`
+	PerConnGC *perConn       `json:"per_connection_after_gc,omitempty"`
 	BenchCPU  float64        `json:"bench_cpu_seconds"`
 	BenchProc int            `json:"bench_procs"`
 }
@@ -44,9 +47,11 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	f := addCommonFlags(fs, true)
 	n := fs.Int("n", 1000, "subscribers to open")
 	channels := fs.Int("channels", 100, "channels the subscribers are spread over (subscriber i on channel i % K)")
-	settleMin := fs.Duration("settle", 5*time.Second, "wait at least this long after the last subscribe before measuring")
+	settleMin := fs.Duration("settle", 30*time.Second, "wait at least this long after the last subscribe before measuring (the Go scavenger returns\nthe memory of the connect burst to the OS over tens of seconds)")
 	settleMax := fs.Duration("settle-max", 60*time.Second, "measure after this long even if memory is still moving")
 	hold := fs.Duration("hold", 0, "keep the connections open this long after measuring (to take a heap profile, say)")
+	debugURL := fs.String("debug-url", "", "the gateway's pprof address (--debug-listen), as http://127.0.0.1:6060: after measuring, force a\nGC through /debug/pprof/heap?gc=1, wait --gc-settle and measure again (live memory without GC slack)")
+	gcSettle := fs.Duration("gc-settle", 20*time.Second, "with --debug-url: wait this long after the forced GC")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -88,12 +93,16 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sum, _, _ := merge(reps)
 	res.Open, res.Closes = sum.Open, sum.Closes
 	res.BenchCPU = benchCPU(fl, reps)
-	if k := float64(conn.Synced); k > 0 {
-		res.PerConn = perConn{
-			RSS:        (res.After.RSS - res.Before.RSS) / k,
-			Heap:       (res.After.HeapInuse - res.Before.HeapInuse) / k,
-			Goroutines: (res.After.Goroutines - res.Before.Goroutines) / k,
+	res.PerConn = perConnOf(res.Before, res.After, conn.Synced)
+	if *debugURL != "" {
+		if err := forceGC(ctx, *debugURL); err != nil {
+			return err
 		}
+		e.pr.printf("forced a GC on the gateway; measuring again in %v", *gcSettle)
+		_ = waitCtx(ctx, *gcSettle)
+		s := sampleGateway(ctx, f.url, e.pid)
+		pc := perConnOf(res.Before, s, conn.Synced)
+		res.AfterGC, res.PerConnGC = &s, &pc
 	}
 	if err := output(stdout, f.jsonOut, res, idleRows(res)); err != nil {
 		return err
@@ -101,6 +110,36 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *hold > 0 {
 		e.pr.printf("holding %d connections for %v", res.Open, *hold)
 		_ = waitCtx(ctx, *hold)
+	}
+	return nil
+}
+
+func perConnOf(before, after gatewaySample, conns int64) perConn {
+	if conns <= 0 {
+		return perConn{}
+	}
+	k := float64(conns)
+	return perConn{
+		RSS:        (after.RSS - before.RSS) / k,
+		Heap:       (after.HeapInuse - before.HeapInuse) / k,
+		Goroutines: (after.Goroutines - before.Goroutines) / k,
+	}
+}
+
+// forceGC makes the gateway collect garbage: /debug/pprof/heap?gc=1 runs runtime.GC first.
+func forceGC(ctx context.Context, debugURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(debugURL, "/")+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("--debug-url: %w", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("--debug-url: status %d", resp.StatusCode)
 	}
 	return nil
 }
@@ -157,6 +196,15 @@ func idleRows(r idleResult) [][2]string {
 		[2]string{"Go heap in use", fmt.Sprintf("%s / %s / %s", bytesText(r.Before.HeapInuse), bytesText(r.After.HeapInuse), bytesText(r.PerConn.Heap))},
 		[2]string{"goroutines", fmt.Sprintf("%.0f / %.0f / %.4f", r.Before.Goroutines, r.After.Goroutines, r.PerConn.Goroutines)},
 		[2]string{"settled after", fmt.Sprintf("%.1f s", r.Settle)},
+	)
+	if g, pc := r.AfterGC, r.PerConnGC; g != nil {
+		rows = append(rows,
+			[2]string{"after a forced GC", "after / per connection"},
+			[2]string{"RSS", fmt.Sprintf("%s / %s", bytesText(g.RSS), bytesText(pc.RSS))},
+			[2]string{"Go heap in use", fmt.Sprintf("%s / %s", bytesText(g.HeapInuse), bytesText(pc.Heap))},
+		)
+	}
+	rows = append(rows,
 		[2]string{"bench CPU", fmt.Sprintf("%.2f s", r.BenchCPU)},
 		[2]string{"command", "herald-bench " + strings.Join(r.Args, " ")},
 	)

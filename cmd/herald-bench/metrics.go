@@ -102,24 +102,26 @@ func scrapeMetrics(ctx context.Context, base string) (metricSet, error) {
 
 // gatewaySample is what the bench reads about the gateway at one moment.
 type gatewaySample struct {
-	RSS         float64 `json:"rss_bytes"`            // /proc/PID/status VmRSS; 0 without a PID
-	HeapInuse   float64 `json:"heap_inuse_bytes"`     // go_memstats_heap_inuse_bytes
-	Goroutines  float64 `json:"goroutines"`           // go_goroutines
-	CPU         float64 `json:"cpu_seconds"`          // /proc/PID/stat, else process_cpu_seconds_total
-	Connections float64 `json:"connections"`          // herald_connections, all transports
-	Deliveries  float64 `json:"deliveries_total"`     // herald_deliveries_total
-	Published   float64 `json:"published_total"`      // herald_messages_published_total
-	SlowCloses  float64 `json:"slow_consumer_closes"` // herald_slow_consumer_disconnects_total
-	At          int64   `json:"at_unix_ns"`           // when it was taken
-	Metrics     bool    `json:"metrics_ok"`           // /metrics answered
-	ProcOK      bool    `json:"proc_ok"`              // /proc/PID answered
-	Err         string  `json:"error,omitempty"`      // why a source failed
-	PID         int     `json:"pid,omitempty"`        // the gateway's process, when known
+	RSS         float64 `json:"rss_bytes"`                // /proc/PID/status VmRSS; 0 without a PID
+	HeapInuse   float64 `json:"heap_inuse_bytes"`         // go_memstats_heap_inuse_bytes
+	Goroutines  float64 `json:"goroutines"`               // go_goroutines
+	CPU         float64 `json:"cpu_seconds"`              // /proc/PID/stat, else process_cpu_seconds_total
+	Connections float64 `json:"connections"`              // herald_connections, all transports
+	Deliveries  float64 `json:"deliveries_total"`         // herald_deliveries_total
+	Published   float64 `json:"published_total"`          // herald_messages_published_total
+	SlowCloses  float64 `json:"slow_consumer_closes"`     // herald_slow_consumer_disconnects_total
+	At          int64   `json:"at_unix_ns"`               // when it was taken
+	Metrics     bool    `json:"metrics_ok"`               // /metrics answered
+	ProcOK      bool    `json:"proc_ok"`                  // /proc/PID answered
+	MachineBusy float64 `json:"machine_busy_cpu_seconds"` // every process, from /proc/stat
+	Err         string  `json:"error,omitempty"`          // why a source failed
+	PID         int     `json:"pid,omitempty"`            // the gateway's process, when known
 }
 
 // sampleGateway scrapes /metrics and, when pid > 0, /proc/PID.
 func sampleGateway(ctx context.Context, base string, pid int) gatewaySample {
 	s := gatewaySample{At: time.Now().UnixNano(), PID: pid}
+	s.MachineBusy, _, _ = machineCPU()
 	m, err := scrapeMetrics(ctx, base)
 	if err == nil {
 		s.Metrics = true

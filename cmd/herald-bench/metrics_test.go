@@ -71,6 +71,13 @@ func TestProcParsers(t *testing.T) {
 	}
 }
 
+func TestMachineCPU(t *testing.T) {
+	busy, total, err := parseMachineCPU([]byte("cpu  100 5 50 800 20 3 2 0 7 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
+	if err != nil || busy != 1.6 || total != 9.8 {
+		t.Errorf("busy %v total %v err %v; want 1.6 and 9.8", busy, total, err)
+	}
+}
+
 func TestSourceIPsAndRedaction(t *testing.T) {
 	ips, err := parseSourceIPs("127.0.0.1-127.0.0.3,127.0.0.9")
 	if err != nil || strings.Join(ips, " ") != "127.0.0.1 127.0.0.2 127.0.0.3 127.0.0.9" {

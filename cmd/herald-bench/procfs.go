@@ -119,3 +119,36 @@ func listeningInodes(f *os.File, port int, into map[string]bool) {
 		into[fields[9]] = true
 	}
 }
+
+// machineCPU returns the busy and total CPU seconds of the whole machine since boot, from the
+// first line of /proc/stat (busy excludes idle and iowait).
+func machineCPU() (busy, total float64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseMachineCPU(b)
+}
+
+func parseMachineCPU(stat []byte) (busy, total float64, err error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, errors.New("malformed /proc/stat")
+	}
+	var idle float64
+	for i, s := range f[1:] {
+		if i >= 8 { // guest times are already counted in user and nice
+			break
+		}
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		total += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return (total - idle) / clockTicks, total / clockTicks, nil
+}

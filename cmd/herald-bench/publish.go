@@ -30,11 +30,14 @@ type publishResult struct {
 	Deliveries  uint64            `json:"deliveries,omitempty"`
 	Lost        uint64            `json:"lost"`
 	Dups        uint64            `json:"duplicated"`
+	TimedOut    bool              `json:"drain_timed_out,omitempty"`
+	LossySubs   int               `json:"subscribers_with_loss,omitempty"`
 	GatewayCPU  float64           `json:"gateway_cpu_seconds"`
 	CPUPerPub   float64           `json:"gateway_cpu_us_per_publish"`
 	BenchCPU    float64           `json:"bench_cpu_seconds"`
 	GatewayCore float64           `json:"gateway_cores"`
 	BenchCores  float64           `json:"bench_cores"`
+	OtherCores  float64           `json:"other_processes_cores"`
 	Notes       []string          `json:"notes,omitempty"`
 }
 
@@ -99,7 +102,8 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		sum, _, _ := merge(reps)
-		res.Deliveries, res.Lost, res.Dups = sum.Received, sum.Lost, sum.Dups
+		res.Deliveries, res.Lost, res.Dups, res.TimedOut = sum.Received, sum.Lost, sum.Dups, sum.DoneAt == 0
+		res.LossySubs = sum.LossyClients
 		cpu1 += fl.workerCPU(reps)
 	}
 	fillPublish(&res, pub, g0, g1, cpu1-cpu0)
@@ -121,8 +125,9 @@ func fillPublish(res *publishResult, pub pubResult, g0, g1 gatewaySample, benchC
 	if wall := float64(g1.At-g0.At) / 1e9; wall > 0 {
 		res.GatewayCore = res.GatewayCPU / wall
 		res.BenchCores = benchCPU / wall
+		res.OtherCores = max(0, (g1.MachineBusy-g0.MachineBusy)/wall-res.GatewayCore-res.BenchCores)
 	}
-	res.Notes = cpuNotes(res.GatewayCore, res.BenchCores)
+	res.Notes = cpuNotes(res.GatewayCore, res.BenchCores, res.OtherCores)
 }
 
 func publishRows(r publishResult) [][2]string {
@@ -139,11 +144,11 @@ func publishRows(r publishResult) [][2]string {
 		[2]string{"request latency", r.Latency.String()},
 	)
 	if r.Subscribers > 0 {
-		rows = append(rows, [2]string{"deliveries", fmt.Sprintf("%d, %d lost, %d duplicated", r.Deliveries, r.Lost, r.Dups)})
+		rows = append(rows, [2]string{"deliveries", fmt.Sprintf("%d; %s", r.Deliveries, lossText(r.Lost, r.LossySubs, r.Dups, 0, r.TimedOut))})
 	}
 	rows = append(rows,
 		[2]string{"gateway CPU", fmt.Sprintf("%.2f s = %.1f us per publish (%.2f cores)", r.GatewayCPU, r.CPUPerPub, r.GatewayCore)},
-		[2]string{"bench CPU", fmt.Sprintf("%.2f s (%.2f cores)", r.BenchCPU, r.BenchCores)},
+		[2]string{"bench CPU", fmt.Sprintf("%.2f s (%.2f cores); other processes %.2f cores", r.BenchCPU, r.BenchCores, r.OtherCores)},
 	)
 	for _, n := range r.Notes {
 		rows = append(rows, [2]string{"note", n})

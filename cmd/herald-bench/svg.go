@@ -79,7 +79,11 @@ func cdfSVG(title string, h *histogram) []byte {
 		v := ms(h.Quantile(q.q))
 		px, py := x(v), y(q.q)
 		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="#d62728"/>`+"\n", px, py)
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#d62728">%s %s</text>`+"\n", px+8, py+14+14*float64(i), q.name, axisMs(v))
+		tx, anchor := px+8, "start"
+		if px > padL+0.75*plotW {
+			tx, anchor = px-8, "end" // keep labels near the right edge inside the picture
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="#d62728" text-anchor="%s">%s %s</text>`+"\n", tx, py+14+14*float64(i), anchor, q.name, axisMs(v))
 	}
 	fmt.Fprintf(&b, `<text x="%g" y="46" fill="#555">n=%d  max %s</text>`+"\n", padL, h.Count(), axisMs(ms(h.Max())))
 	b.WriteString("</svg>\n")
