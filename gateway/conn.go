@@ -183,26 +183,39 @@ func (c *conn) write(a, b []byte) bool {
 
 // writeLocked is write with wmu held.
 func (c *conn) writeLocked(a, b []byte) bool {
+	// Two buffers at most: arrays on the stack keep this path free of allocations.
+	var bufs [2][]byte
+	var iov [2]unix.Iovec
+	v := iovecs{bufs: bufs[:0], iov: iov[:0]}
+	v.add(a)
+	v.add(b)
+	return c.writevLocked(&v)
+}
+
+// writevLocked sends the buffers of v, in order, with one system call: several messages for a
+// connection cost one write, not one each. Like write, it queues what the socket does not take
+// (by reference: the buffers must stay unchanged) and reports false when the connection is
+// closed. wmu must be held.
+func (c *conn) writevLocked(v *iovecs) bool {
 	if c.closed || c.closeAfter {
 		return !c.closed
 	}
+	if v.total == 0 {
+		return true
+	}
 	if len(c.queue) > 0 {
-		c.enqueue(a, b)
+		c.enqueue(v.bufs, 0)
 		return !c.closed
 	}
-	n, err := c.writeNow(a, b)
+	n, err := v.writeTo(c.fd)
 	if err != nil {
 		c.closeLocked(causeIO)
 		return false
 	}
-	if n == len(a)+len(b) {
+	if n == v.total {
 		return true
 	}
-	if n < len(a) {
-		c.enqueue(a[n:], b)
-	} else {
-		c.enqueue(nil, b[n-len(a):])
-	}
+	c.enqueue(v.bufs, n)
 	// Before start registers the connection (a replay written during the handshake), there is
 	// nothing to arm yet: start arms EPOLLOUT itself when it finds bytes queued.
 	if !c.closed && c.desc.Registered() {
@@ -213,12 +226,17 @@ func (c *conn) writeLocked(a, b []byte) bool {
 	return !c.closed
 }
 
-func (c *conn) enqueue(a, b []byte) {
-	for _, p := range [2][]byte{a, b} {
-		if len(p) > 0 {
-			c.queue = append(c.queue, p)
-			c.queued += len(p)
+// enqueue queues bufs, minus their first skip bytes (those the socket took), and closes the
+// connection as a slow consumer once the queue passes the configured bound.
+func (c *conn) enqueue(bufs [][]byte, skip int) {
+	for _, p := range bufs {
+		if skip >= len(p) {
+			skip -= len(p)
+			continue
 		}
+		p, skip = p[skip:], 0
+		c.queue = append(c.queue, p)
+		c.queued += len(p)
 	}
 	if c.queued > c.gw.cfg.QueueBytes {
 		c.gw.metrics.SlowConsumerDisconnects.Inc()
@@ -228,17 +246,8 @@ func (c *conn) enqueue(a, b []byte) {
 }
 
 // writeNow makes one non-blocking write attempt and returns how much the socket took.
-func (c *conn) writeNow(a, b []byte) (int, error) {
-	var n int
-	var err error
-	switch {
-	case len(b) == 0:
-		n, err = unix.Write(c.fd, a)
-	case len(a) == 0:
-		n, err = unix.Write(c.fd, b)
-	default:
-		n, err = unix.Writev(c.fd, [][]byte{a, b})
-	}
+func (c *conn) writeNow(p []byte) (int, error) {
+	n, err := unix.Write(c.fd, p)
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return 0, nil
 	}
@@ -254,7 +263,7 @@ func (c *conn) flush() {
 	defer c.wmu.Unlock()
 	for len(c.queue) > 0 && !c.closed {
 		p := c.queue[0]
-		n, err := c.writeNow(p, nil)
+		n, err := c.writeNow(p)
 		if err != nil {
 			c.closeLocked(causeIO)
 			return
@@ -316,7 +325,7 @@ func (c *conn) closeLocked(cause closeCause) {
 	}
 	if !c.closeAfter && cause.metric != "" {
 		if f := c.proto.closeFrame(cause); len(f) > 0 && len(c.queue) == 0 {
-			_, _ = c.writeNow(f, nil) // best effort: a full socket buffer loses it
+			_, _ = c.writeNow(f) // best effort: a full socket buffer loses it
 		}
 	}
 	// Closing a socket with unread input makes the kernel answer with a reset, which can

@@ -15,7 +15,7 @@ import (
 // channel has news, then it reads the log itself.
 type pollWaiter struct{ wake chan struct{} }
 
-func (p *pollWaiter) deliver(*subscription, *delivery) { p.signal() }
+func (p *pollWaiter) deliver(*subscription, []*delivery, *iovecs) { p.signal() }
 
 // gap wakes the request: its next read of the log reports what is missing.
 func (p *pollWaiter) gap(*subscription) { p.signal() }

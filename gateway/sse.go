@@ -128,15 +128,27 @@ func gapEvent(channel string) []byte {
 }
 
 // deliver implements sink.
-func (s *sseSession) deliver(sub *subscription, d *delivery) {
-	if len(s.subs) == 1 {
-		s.wmu.Lock()
-		sub.pos = d.msg.ID
-		s.writeLocked(d.sse, nil)
-		s.wmu.Unlock()
-		return
+func (s *sseSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
+	if v == nil {
+		v = new(iovecs)
 	}
-	s.deliverBody(sub, d.msg.ID, d.sseBody)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if len(s.subs) == 1 {
+		for _, d := range ds {
+			v.add(d.sse)
+		}
+	} else {
+		// Each event's id is the stream's cursor just after it.
+		for _, d := range ds {
+			sub.pos = d.msg.ID
+			v.add(append(appendCursor([]byte("id: "), s.subs), '\n'))
+			v.add(d.sseBody)
+		}
+	}
+	sub.pos = ds[len(ds)-1].msg.ID
+	s.writevLocked(v)
+	v.reset()
 }
 
 // gap implements sink.

@@ -348,8 +348,17 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 }
 
 // deliver implements sink.
-func (s *wsSession) deliver(sub *subscription, d *delivery) {
-	s.write(d.ws, nil)
+func (s *wsSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
+	if v == nil {
+		v = new(iovecs)
+	}
+	for _, d := range ds {
+		v.add(d.ws)
+	}
+	s.wmu.Lock()
+	s.writevLocked(v)
+	s.wmu.Unlock()
+	v.reset()
 }
 
 // gap implements sink: {"type":"gap","channel":...} tells the client to refetch its state.
