@@ -35,6 +35,7 @@ type benchFlags struct {
 	retries   int
 	timeout   time.Duration
 	transport string
+	readTick  time.Duration
 }
 
 // maxConnsPerProc keeps a worker process under the 20,000 open-file limit with room to spare.
@@ -58,6 +59,9 @@ func addCommonFlags(fs *flag.FlagSet, subscribers bool) *benchFlags {
 	fs.IntVar(&f.retries, "retries", 3, "retries of a failed connection attempt, with jittered backoff from 100 ms")
 	fs.DurationVar(&f.timeout, "connect-timeout", 30*time.Second, "time one attempt may take from connect to subscribed")
 	fs.StringVar(&f.transport, "transport", "ws", "subscriber transport: ws or sse")
+	fs.DurationVar(&f.readTick, "read-tick", 0, "after reading, wait this long before asking epoll again, so that events gather\n"+
+		"instead of each waking a sleeping loop; on one machine the gateway's write pays for\n"+
+		"every such wake-up (0: wait in epoll_wait, woken by every event)")
 	return f
 }
 
@@ -163,7 +167,8 @@ func (e *env) connect(n int, channels []string, latency bool) (*fleet, connectRe
 	reps, err := fl.do(func(i int) command {
 		return command{Op: "connect", URL: f.url, Token: e.token, SSE: f.transport == "sse",
 			From: n * i / procs, To: n * (i + 1) / procs, Channels: channels, SourceIPs: e.sources,
-			DialConc: f.dialConc, Loops: loops, Retries: f.retries, Timeout: int64(f.timeout), Latency: latency}
+			DialConc: f.dialConc, Loops: loops, Retries: f.retries, Timeout: int64(f.timeout), Latency: latency,
+			ReadTick: int64(f.readTick)}
 	}, e.pr, func(s reply) string {
 		return fmt.Sprintf("connect: %d/%d subscribed, %d failed", s.Synced, n, s.Failed)
 	})

@@ -63,8 +63,10 @@ type dialOptions struct {
 	token   string
 	sse     bool
 	timeout time.Duration
-	retries int
-	sources []unix.Sockaddr // bind addresses; empty: the kernel chooses
+	// readTick, when set, is how long the loop waits after reading before it asks epoll again.
+	readTick time.Duration
+	retries  int
+	sources  []unix.Sockaddr // bind addresses; empty: the kernel chooses
 }
 
 const wakeIdx = -1
@@ -143,6 +145,11 @@ func (l *loop) run() {
 		}
 		if len(l.queue) > 0 {
 			l.startDials() // slots freed by syncs and failures
+		}
+		if n > 0 && l.opts.readTick > 0 {
+			// While this loop sleeps here rather than in epoll_wait, a socket becoming readable
+			// wakes nobody: the kernel only queues the event.
+			time.Sleep(l.opts.readTick)
 		}
 	}
 	for _, c := range l.clients {

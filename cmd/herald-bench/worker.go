@@ -32,6 +32,7 @@ type command struct {
 	SourceIPs []string `json:"source_ips,omitempty"`
 	DialConc  int      `json:"dial_conc,omitempty"`
 	Loops     int      `json:"loops,omitempty"`
+	ReadTick  int64    `json:"read_tick,omitempty"` // ns; see --read-tick
 	Retries   int      `json:"retries,omitempty"`
 	Timeout   int64    `json:"timeout,omitempty"` // ns, per connection attempt
 	Latency   bool     `json:"latency,omitempty"` // record delivery latency
@@ -197,7 +198,7 @@ func dialOptionsOf(cmd command) (*dialOptions, error) {
 	dst := &unix.SockaddrInet4{Port: addr.Port}
 	copy(dst.Addr[:], addr.IP.To4())
 	opts := &dialOptions{dst: dst, host: u.Host, token: cmd.Token, sse: cmd.SSE,
-		timeout: time.Duration(cmd.Timeout), retries: cmd.Retries}
+		timeout: time.Duration(cmd.Timeout), retries: cmd.Retries, readTick: time.Duration(cmd.ReadTick)}
 	if opts.timeout <= 0 {
 		opts.timeout = 30 * time.Second
 	}
