@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 
 	"github.com/gobwas/ws"
 	"github.com/herald-gateway/herald/gateway/broker"
@@ -33,18 +34,26 @@ func newDelivery(msg broker.Message, forWS, forSSE bool) *delivery {
 	return d
 }
 
-// encodeWSMessage builds the WebSocket frame of a message. Channel names, ids and event names
-// are restricted to characters that need no JSON escaping; data is valid JSON already.
+// encodeWSMessage builds the WebSocket frame of a message.
 func encodeWSMessage(msg broker.Message) []byte {
-	payloadLen := len(`{"type":"message","channel":"","id":"","data":}`) + len(msg.Channel) + 41 + len(msg.Data)
+	return appendWSMessage(nil, msg)
+}
+
+// appendWSMessage appends the WebSocket frame of a message to dst. Channel names, ids and event
+// names are restricted to characters that need no JSON escaping; data is valid JSON already.
+func appendWSMessage(dst []byte, msg broker.Message) []byte {
+	var idBuf [41]byte
+	id := msg.ID.AppendTo(idBuf[:0])
+	payloadLen := len(`{"type":"message","channel":"","id":"","data":}`) + len(msg.Channel) + len(id) + len(msg.Data)
 	if msg.Event != "" {
 		payloadLen += len(`,"event":""`) + len(msg.Event)
 	}
-	b := make([]byte, wsframe.MaxHeaderLen, wsframe.MaxHeaderLen+payloadLen)
+	dst = slices.Grow(dst, wsframe.HeaderLen(payloadLen)+payloadLen)
+	b := wsframe.AppendHeader(dst, ws.OpText, payloadLen)
 	b = append(b, `{"type":"message","channel":"`...)
 	b = append(b, msg.Channel...)
 	b = append(b, `","id":"`...)
-	b = msg.ID.AppendTo(b)
+	b = append(b, id...)
 	b = append(b, '"')
 	if msg.Event != "" {
 		b = append(b, `,"event":"`...)
@@ -53,8 +62,7 @@ func encodeWSMessage(msg broker.Message) []byte {
 	}
 	b = append(b, `,"data":`...)
 	b = append(b, msg.Data...)
-	b = append(b, '}')
-	return prependHeader(b, ws.OpText)
+	return append(b, '}')
 }
 
 // prependHeader turns b, whose first MaxHeaderLen bytes are reserved, into a frame by writing
@@ -68,6 +76,23 @@ func prependHeader(b []byte, op ws.OpCode) []byte {
 
 // encodeSSEMessage builds the SSE event of a message and returns it with and without its id line.
 func encodeSSEMessage(msg broker.Message) (event, body []byte) {
+	b := make([]byte, 0, len("id: \n")+41+sseBodyLen(msg))
+	b = append(b, "id: "...)
+	b = msg.ID.AppendTo(b)
+	b = append(b, '\n')
+	bodyStart := len(b)
+	b = appendSSEBody(b, msg)
+	return b, b[bodyStart:]
+}
+
+// sseBodyLen is about the length of a message's SSE event without its id line (its capacity).
+func sseBodyLen(msg broker.Message) int {
+	return len("event: \n") + len(msg.Event) + len(`data: {"channel":"","id":"","data":}`+"\n\n") +
+		len(msg.Channel) + 41 + len(msg.Data)
+}
+
+// appendSSEBody appends a message's SSE event without its id line: the event name and the data.
+func appendSSEBody(b []byte, msg broker.Message) []byte {
 	data := msg.Data
 	if bytes.ContainsAny(data, "\r\n") {
 		// A line break would end the data field early; JSON allows none outside strings, so
@@ -77,13 +102,6 @@ func encodeSSEMessage(msg broker.Message) (event, body []byte) {
 			data = buf.Bytes()
 		}
 	}
-	n := len("id: \n") + 41 + len("event: \n") + len(msg.Event) +
-		len(`data: {"channel":"","id":"","data":}`+"\n\n") + len(msg.Channel) + 41 + len(data)
-	b := make([]byte, 0, n)
-	b = append(b, "id: "...)
-	b = msg.ID.AppendTo(b)
-	b = append(b, '\n')
-	bodyStart := len(b)
 	if msg.Event != "" {
 		b = append(b, "event: "...)
 		b = append(b, msg.Event...)
@@ -95,6 +113,5 @@ func encodeSSEMessage(msg broker.Message) (event, body []byte) {
 	b = msg.ID.AppendTo(b)
 	b = append(b, `","data":`...)
 	b = append(b, data...)
-	b = append(b, "}\n\n"...)
-	return b, b[bodyStart:]
+	return append(b, "}\n\n"...)
 }
