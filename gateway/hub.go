@@ -248,7 +248,9 @@ const (
 // dispatchRound is a dispatcher's reusable working space.
 type dispatchRound struct {
 	items []dispatchItem
-	done  []bool // items already handled as part of an earlier item's channel
+	next  []int          // index of the next item of the same channel, or -1
+	last  map[string]int // while linking: the latest item of each channel
+	done  []bool         // items already handled as part of an earlier item's channel
 	msgs  []broker.Message
 	ds    []*delivery
 	v     iovecs
@@ -256,7 +258,7 @@ type dispatchRound struct {
 
 func (h *Hub) dispatch(q chan dispatchItem) {
 	defer h.dispatchers.Done()
-	r := &dispatchRound{}
+	r := &dispatchRound{last: make(map[string]int)}
 	for {
 		select {
 		case item := <-q:
@@ -280,8 +282,18 @@ func (h *Hub) dispatch(q chan dispatchItem) {
 // runRound handles the items of one round channel by channel. The items of one channel keep
 // their order (messages and gap notices alike); channels are independent of each other.
 func (h *Hub) runRound(r *dispatchRound) {
-	r.done = slices.Grow(r.done[:0], len(r.items))[:len(r.items)]
+	n := len(r.items)
+	r.next = slices.Grow(r.next[:0], n)[:n]
+	r.done = slices.Grow(r.done[:0], n)[:n]
 	clear(r.done)
+	for i := range r.items {
+		r.next[i] = -1
+		if prev, ok := r.last[r.items[i].msg.Channel]; ok {
+			r.next[prev] = i
+		}
+		r.last[r.items[i].msg.Channel] = i
+	}
+	clear(r.last)
 	for i := range r.items {
 		if r.done[i] {
 			continue
@@ -289,12 +301,9 @@ func (h *Hub) runRound(r *dispatchRound) {
 		channel := r.items[i].msg.Channel
 		r.msgs = r.msgs[:0]
 		size := 0
-		for j := i; j < len(r.items); j++ {
-			it := &r.items[j]
-			if r.done[j] || it.msg.Channel != channel {
-				continue
-			}
+		for j := i; j >= 0; j = r.next[j] {
 			r.done[j] = true
+			it := &r.items[j]
 			if it.gap || (size+len(it.msg.Data) > maxRunBytes && len(r.msgs) > 0) {
 				h.fanOut(r, channel)
 				r.msgs, size = r.msgs[:0], 0
