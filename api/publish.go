@@ -73,6 +73,11 @@ func (s *server) publish(c echo.Context) (err error) {
 // countPublishError counts a failed publish request in herald_publish_errors_total. An error
 // writing the answer of a successful publish (the client left) is not a failed publish.
 func (s *server) countPublishError(err *error) {
+	if *err == nil {
+		// The common case returns before the errors.As targets below, which escape to the
+		// heap, are allocated.
+		return
+	}
 	var (
 		p  *problem.Details
 		mb *http.MaxBytesError
