@@ -64,6 +64,7 @@ type Broker struct {
 	handler   broker.Handler
 	retention broker.RetentionPolicy
 	window    time.Duration
+	scriptArg publishArgs // publish.lua's numeric arguments, formatted once
 	prefix    string
 	timeout   time.Duration
 	log       *slog.Logger
@@ -114,6 +115,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	b.scriptArg = newPublishArgs(b.retention, b.window)
 	configureClient(&copt, b.timeout, opts.dial)
 	if b.client, err = valkey.NewClient(copt); err != nil {
 		if isUnavailable(err) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valkey-io/valkey-go"
 
@@ -113,15 +114,23 @@ var (
 	errBadData    = errors.New("message data is not one JSON value")
 )
 
-// publishCall builds the arguments of publish.lua for reqs, all to channel.
+// publishCall builds the arguments of publish.lua for reqs, all to channel. Keys and arguments
+// share one backing array: a publish is one allocation here besides the key names and the
+// data's copy.
 func (b *Broker) publishCall(channel string, reqs []*broker.PublishRequest) call {
-	ret := b.retention.For(channel)
-	keys := make([]string, 1, 2)
+	size, ttl := b.scriptArg.retention(b.retention.For(channel))
+	nKeys := 1
+	for _, r := range reqs {
+		if r.IdempotencyKey != "" {
+			nKeys++
+		}
+	}
+	all := make([]string, nKeys+5+3*len(reqs))
+	keys, args := all[:1:nKeys], all[nKeys:nKeys+5]
 	keys[0] = b.streamKey(channel)
-	args := make([]string, 5, 5+3*len(reqs))
-	args[0] = strconv.Itoa(max(ret.Size, 1))
-	args[1] = strconv.FormatInt(max(ret.TTL.Milliseconds(), 1), 10)
-	args[2] = strconv.FormatInt(max(b.window.Milliseconds(), 1), 10)
+	args[0] = size
+	args[1] = ttl
+	args[2] = b.scriptArg.window
 	args[3] = b.liveChannel(channel)
 	args[4] = strconv.Itoa(len(reqs))
 	for _, r := range reqs {
@@ -130,9 +139,41 @@ func (b *Broker) publishCall(channel string, reqs []*broker.PublishRequest) call
 			hasKey = "1"
 			keys = append(keys, b.idemKey(channel, r.IdempotencyKey))
 		}
+		// string(r.Data) copies: the command may still be queued for writing after a timed-out
+		// Publish has returned and the caller has reused its buffer.
 		args = append(args, hasKey, r.Event, string(r.Data))
 	}
 	return call{keys: keys, args: args}
+}
+
+// publishArgs holds publish.lua's numeric arguments as text, formatted when the broker is made
+// rather than on every publish.
+type publishArgs struct {
+	window string                         // the idempotency window in ms
+	limits map[broker.Retention][2]string // MAXLEN and TTL in ms of each retention in the policy
+}
+
+func newPublishArgs(p broker.RetentionPolicy, window time.Duration) publishArgs {
+	a := publishArgs{window: strconv.FormatInt(max(window.Milliseconds(), 1), 10),
+		limits: make(map[broker.Retention][2]string, 1+len(p.Rules))}
+	a.limits[p.Default] = formatRetention(p.Default)
+	for _, r := range p.Rules {
+		a.limits[r.Retention] = formatRetention(r.Retention)
+	}
+	return a
+}
+
+// retention returns MAXLEN and the TTL in ms for r.
+func (a publishArgs) retention(r broker.Retention) (size, ttl string) {
+	f, ok := a.limits[r]
+	if !ok { // not from the policy the broker was made with; cannot happen, but stay correct
+		f = formatRetention(r)
+	}
+	return f[0], f[1]
+}
+
+func formatRetention(r broker.Retention) [2]string {
+	return [2]string{strconv.Itoa(max(r.Size, 1)), strconv.FormatInt(max(r.TTL.Milliseconds(), 1), 10)}
 }
 
 // decodePublished reads publish.lua's reply, one {id, duplicate} per message, into out.
