@@ -26,6 +26,9 @@ type requestBody struct {
 // the default message limit; the rare larger (batch) buffers are left to the collector.
 const maxPooledBody = 128 << 10
 
+// maxPresize is the most readBody allocates ahead of the bytes arriving.
+const maxPresize = 16 << 10
+
 var bodyPool = sync.Pool{New: func() any {
 	b := make([]byte, 0, 1024)
 	return &b
@@ -46,8 +49,10 @@ func readBody(c echo.Context, limit int64) (requestBody, error) {
 		}
 	}
 	buf := bodyPool.Get().(*[]byte)
-	if n := r.ContentLength; n > 0 && n <= limit && int64(cap(*buf)) <= n {
-		// Room for the body and for the read that sees EOF, so the buffer grows once at most.
+	if n := min(r.ContentLength, limit, maxPresize); n > 0 && int64(cap(*buf)) <= n {
+		// Room for the body and for the read that sees EOF, so a body of usual size needs one
+		// allocation at most. Only up to maxPresize: the Content-Length is the client's word,
+		// and memory for more is taken as the bytes arrive.
 		*buf = make([]byte, 0, n+1)
 	}
 	var err error

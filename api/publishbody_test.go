@@ -3,9 +3,13 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/herald-gateway/herald/gateway/broker"
 )
@@ -99,6 +103,27 @@ func TestAppendPublishResponse(t *testing.T) {
 		}
 		if got := appendPublishResponse(nil, id, channel); !bytes.Equal(got, want.Bytes()) {
 			t.Fatalf("channel %q: got %s, want %s", channel, got, want.Bytes())
+		}
+	}
+}
+
+// TestReadLimitedMatchesMaxBytesReader checks that readLimited yields what reading through
+// http.MaxBytesReader yields: the same bytes, and an *http.MaxBytesError past the limit.
+func TestReadLimitedMatchesMaxBytesReader(t *testing.T) {
+	const limit = 3000
+	for _, size := range []int{0, 1, 1023, 1024, 1025, 2999, 3000, 3001, 5000} {
+		body := bytes.Repeat([]byte("ab"), size)[:size]
+		for _, chunked := range []bool{false, true} {
+			var r, ref io.Reader = bytes.NewReader(body), bytes.NewReader(body)
+			if chunked {
+				r, ref = iotest.OneByteReader(r), iotest.OneByteReader(ref)
+			}
+			want, wantErr := io.ReadAll(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(ref), limit))
+			got, err := readLimited(r, make([]byte, 0, 1024), limit)
+			var mb *http.MaxBytesError
+			if !bytes.Equal(got, want) || (wantErr == nil) != (err == nil) || (err != nil && !errors.As(err, &mb)) {
+				t.Fatalf("size %d chunked %v: got %d bytes, %v; want %d bytes, %v", size, chunked, len(got), err, len(want), wantErr)
+			}
 		}
 	}
 }
