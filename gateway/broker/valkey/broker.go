@@ -79,6 +79,9 @@ type Broker struct {
 	closed bool
 
 	control *controlLoop // nil without Options.OnControl
+
+	pubMu     sync.Mutex               // guards pubQueues and the publishes queued in it
+	pubQueues map[string]*publishQueue // channels with a publish script call in flight
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -101,6 +104,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		timeout: opts.Timeout,
 		log:     opts.Logger,
 		subs:    make(map[string]*channelSub),
+
+		pubQueues: make(map[string]*publishQueue),
 	}
 	b.retention = opts.Retention.WithDefaults()
 	if b.window <= 0 {
