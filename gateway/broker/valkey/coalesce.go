@@ -3,6 +3,7 @@ package valkey
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/herald-gateway/herald/gateway/broker"
 )
@@ -67,15 +68,21 @@ func (b *Broker) coalesce(ctx context.Context, req broker.PublishRequest) (broke
 	q.waiting = append(q.waiting, p)
 	b.pubMu.Unlock()
 
-	waitCtx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
+	// A timer rather than a context.WithTimeout: a child context registers with its parent
+	// (the HTTP request's), which cost more than the rest of the wait.
+	timeout := time.NewTimer(b.timeout)
+	defer timeout.Stop()
+	var gaveUp error
 	select {
 	case <-p.done:
 		return p.res, p.err
 	case <-p.lead:
 		b.runPublishes(ctx, req.Channel, p.run)
 		return p.res, p.err
-	case <-waitCtx.Done():
+	case <-ctx.Done():
+		gaveUp = ctx.Err()
+	case <-timeout.C:
+		gaveUp = context.DeadlineExceeded
 	}
 	b.pubMu.Lock()
 	switch {
@@ -87,7 +94,7 @@ func (b *Broker) coalesce(ctx context.Context, req broker.PublishRequest) (broke
 		q.waiting = slices.DeleteFunc(q.waiting, func(w *pendingPublish) bool { return w == p })
 	}
 	b.pubMu.Unlock()
-	return broker.PublishResult{}, b.wrap(ctx, "publish", waitCtx.Err())
+	return broker.PublishResult{}, b.wrap(ctx, "publish", gaveUp)
 }
 
 // runPublishes makes one script call for run, answers each of its publishes, and hands the next

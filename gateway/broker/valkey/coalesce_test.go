@@ -142,3 +142,36 @@ func TestQueuedPublishThatGivesUpIsNotStored(t *testing.T) {
 		t.Fatalf("history %v, want only the first message", page.Messages)
 	}
 }
+
+// TestQueuedPublishTimesOut stops the server with a publish in flight and one queued: both
+// fail as unavailable, within their timeouts, and the channel's queue is gone.
+func TestQueuedPublishTimesOut(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	const timeout = 300 * time.Millisecond
+	b := newTestBroker(t, Options{URL: srv.URL(), Timeout: timeout})
+	srv.Pause()
+	defer srv.Resume()
+	errs := make(chan error, 2)
+	go func() {
+		_, err := b.Publish(context.Background(), broker.PublishRequest{Channel: "to", Data: data(0)})
+		errs <- err
+	}()
+	waitQueued(t, b, "to", 0)
+	started := time.Now()
+	go func() {
+		_, err := b.Publish(context.Background(), broker.PublishRequest{Channel: "to", Data: data(1)})
+		errs <- err
+	}()
+	for range 2 {
+		if err := <-errs; !errors.Is(err, broker.ErrUnavailable) {
+			t.Fatalf("publish: %v, want ErrUnavailable", err)
+		}
+	}
+	// The queued one waits for the run in flight, then at worst makes its own.
+	if d := time.Since(started); d > 2*timeout+time.Second {
+		t.Fatalf("the queued publish took %v to fail", d)
+	}
+	if q := queued(b, "to"); q != -1 {
+		t.Fatalf("a queue is left: %d", q)
+	}
+}
