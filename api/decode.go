@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"reflect"
 	"strings"
@@ -21,24 +20,12 @@ import (
 // for malformed JSON (invalid-json) or JSON of the wrong shape: unknown fields, wrong types
 // (invalid-request).
 func decodeBody(c echo.Context, limit int64, v any) error {
-	r := c.Request()
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return problem.New(http.StatusUnsupportedMediaType, typeUnsupportedMedia, "the body must be application/json")
+	body, err := readBody(c, limit)
+	if err != nil {
+		return err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bodyProblem(err)
-	}
-	// One JSON value, nothing after it but white space.
-	switch _, err := dec.Token(); {
-	case err == io.EOF:
-		return nil
-	case err == nil:
-		return badRequest(typeInvalidJSON, "the body holds more than one JSON value")
-	default:
-		return bodyProblem(err)
-	}
+	defer body.release()
+	return body.decode(v)
 }
 
 // bodyProblem maps an error from reading or decoding a JSON body.

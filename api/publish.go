@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -48,16 +49,23 @@ func (s *server) publish(c echo.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	var body publishRequest
-	if err := decodeBody(c, int64(s.maxData+envelopeRoom), &body); err != nil {
+	body, err := readBody(c, int64(s.maxData+envelopeRoom))
+	if err != nil {
 		return err
 	}
-	if p := s.checkMessage(body.Data, body.Event); p != nil {
+	defer body.release()
+	msg, err := publishMessage(body)
+	if err != nil {
+		return err
+	}
+	if p := s.checkMessage(msg.Data, msg.Event); p != nil {
 		return p
 	}
 	ctx := c.Request().Context()
+	// msg.Data may point into the pooled body buffer: brokers do not keep Data after Publish
+	// returns (see broker.Broker).
 	res, err := s.broker.Publish(ctx, broker.PublishRequest{
-		Channel: channel, Event: body.Event, Data: body.Data, IdempotencyKey: key,
+		Channel: channel, Event: msg.Event, Data: msg.Data, IdempotencyKey: key,
 	})
 	if err != nil {
 		return s.brokerProblem(ctx, err)
@@ -67,12 +75,64 @@ func (s *server) publish(c echo.Context) (err error) {
 	} else {
 		s.metrics.Published.Inc()
 	}
-	return writeJSON(c, http.StatusCreated, publishResponse{ID: res.ID.String(), Channel: channel})
+	// The answer is built in the body's buffer, which the message no longer needs.
+	out := appendPublishResponse(body.bytes()[:0], res.ID, channel)
+	w := c.Response()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, err = w.Write(out)
+	return err
+}
+
+// publishMessage reads the message out of a publish body: by parsePublish when the body has
+// the usual form, else by encoding/json (with its errors for bad input). Data may be a slice of
+// the body's buffer.
+func publishMessage(body requestBody) (publishRequest, error) {
+	if body.err == nil {
+		if data, event, ok := parsePublish(body.bytes()); ok {
+			return publishRequest{Data: data, Event: event}, nil
+		}
+	}
+	var msg publishRequest
+	err := body.decode(&msg)
+	return msg, err
+}
+
+// appendPublishResponse appends the JSON of publishResponse{id, channel} to b, byte for byte
+// what writeJSON writes for it (newline included), without reflection.
+func appendPublishResponse(b []byte, id broker.ID, channel string) []byte {
+	b = append(b, `{"id":"`...)
+	b = id.AppendTo(b)
+	b = append(b, `","channel":`...)
+	b = appendJSONString(b, channel)
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s as a JSON string, as an encoder without HTML escaping writes it.
+// Channel names never need escapes; anything that might is left to encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			_ = enc.Encode(s) // a string always encodes
+			return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // countPublishError counts a failed publish request in herald_publish_errors_total. An error
 // writing the answer of a successful publish (the client left) is not a failed publish.
 func (s *server) countPublishError(err *error) {
+	if *err == nil {
+		// The common case returns before the errors.As targets below, which escape to the
+		// heap, are allocated.
+		return
+	}
 	var (
 		p  *problem.Details
 		mb *http.MaxBytesError

@@ -120,6 +120,9 @@ func TestPublishBadInput(t *testing.T) {
 		{"form", "", `data=1`, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 415, "unsupported-media-type"},
 		{"data past the limit", "", tooBig, nil, 413, "message-too-large"},
 		{"body past the limit", "", `{"data":1,` + strings.Repeat(" ", 5000) + `}`, nil, 413, "request-too-large"},
+		// The body is read whole before it is decoded; what comes first still decides.
+		{"not json past the limit", "", `hello` + strings.Repeat(" ", 5000), nil, 400, "invalid-json"},
+		{"second value past the limit", "", `{"data":1}` + strings.Repeat(" ", 5000) + `{}`, nil, 413, "request-too-large"},
 	}
 	e := newEnv(t, withOptions(func(o *api.Options) { o.MaxMessageBytes = 100 }))
 	for _, c := range cases {

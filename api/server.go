@@ -128,18 +128,20 @@ func New(opts Options) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.logRequests, s.recoverPanics)
+	e.Use(s.observe)
 	s.routes(e, opts.Registry)
 	return e
 }
 
 // routes mounts every route.
 func (s *server) routes(e *echo.Echo, reg *prometheus.Registry) {
+	// The CORS middleware is applied here, once, rather than passed to Echo as route
+	// middleware, which Echo would wrap around the handler again on every request.
 	browser := s.corsHeaders
-	e.POST("/v1/channels/:channel/messages", s.publish, browser)
-	e.GET("/v1/channels/:channel/messages", s.history, browser)
-	e.GET("/v1/channels/:channel", s.channelInfo, browser)
-	e.POST("/v1/messages", s.publishBatch, browser)
+	e.POST("/v1/channels/:channel/messages", browser(s.publish))
+	e.GET("/v1/channels/:channel/messages", browser(s.history))
+	e.GET("/v1/channels/:channel", browser(s.channelInfo))
+	e.POST("/v1/messages", browser(s.publishBatch))
 	for _, p := range []string{"/v1/channels/:channel/messages", "/v1/channels/:channel", "/v1/messages"} {
 		e.OPTIONS(p, s.preflight)
 	}
@@ -147,7 +149,7 @@ func (s *server) routes(e *echo.Echo, reg *prometheus.Registry) {
 	if g := s.gateway; g != nil {
 		e.GET("/v1/ws", hijackable(g.ServeWebSocket))
 		e.GET("/v1/sse", hijackable(g.ServeSSE)) // the gateway writes the CORS headers itself
-		e.GET("/v1/poll", echo.WrapHandler(http.HandlerFunc(g.ServePoll)), browser)
+		e.GET("/v1/poll", browser(echo.WrapHandler(http.HandlerFunc(g.ServePoll))))
 		e.OPTIONS("/v1/sse", s.preflight)
 		e.OPTIONS("/v1/poll", s.preflight)
 	}

@@ -2,7 +2,8 @@ package auth
 
 import "time"
 
-// Claims is what a verified credential allows.
+// Claims is what a verified credential allows. The Claims that Verifier.Verify returns are
+// shared between the requests that present the same credential: treat them as read-only.
 type Claims struct {
 	Subject   string
 	Expiry    time.Time // zero: does not expire (API keys, and JWTs without exp)

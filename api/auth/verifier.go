@@ -18,13 +18,14 @@ import (
 // Verifier checks tokens and API keys against a [Config]. It is safe for concurrent use.
 type Verifier struct {
 	// Set by New, read-only afterwards.
-	secret   []byte      // HMAC secret; nil when none is configured
-	static   []publicKey // keys of Config.PublicKeyFiles
-	apiKeys  apiKeys
-	jwks     *jwksSource // nil without Config.JWKSURL
-	issuer   string
-	audience string
-	skew     time.Duration
+	secret    []byte      // HMAC secret; nil when none is configured
+	static    []publicKey // keys of Config.PublicKeyFiles
+	apiKeys   apiKeys
+	keyClaims []*Claims   // keyClaims[n-1] are the claims of API key n, shared read-only
+	jwks      *jwksSource // nil without Config.JWKSURL
+	issuer    string
+	audience  string
+	skew      time.Duration
 
 	cache verifiedCache // JWTs that verified recently; see cache.go
 
@@ -55,6 +56,9 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		issuer:   cfg.Issuer,
 		audience: cfg.Audience,
 		skew:     cfg.ClockSkew,
+	}
+	for n := range cfg.APIKeys {
+		v.keyClaims = append(v.keyClaims, apiKeyClaims(n+1))
 	}
 	if cfg.JWKSURL != "" {
 		if v.jwks, err = newJWKSSource(ctx, cfg, v.cache.clear); err != nil {
@@ -106,7 +110,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		return nil, invalidf("token longer than %d bytes", MaxTokenBytes)
 	}
 	if n := v.apiKeys.match(token); n > 0 {
-		return apiKeyClaims(n), nil
+		return v.keyClaims[n-1], nil
 	}
 	if strings.Count(token, ".") != 2 {
 		if len(v.apiKeys) > 0 {

@@ -100,7 +100,8 @@ type GapHandler interface {
 // Broker stores messages and distributes them to every node. Implementations are safe for
 // concurrent use.
 type Broker interface {
-	// Publish stores one message and hands it to every interested node.
+	// Publish stores one message and hands it to every interested node. It does not keep
+	// req.Data (nor anything sharing its memory) past its return: callers reuse the buffer.
 	Publish(ctx context.Context, req PublishRequest) (PublishResult, error)
 	// PublishBatch stores several messages. Each result or error is for the request at the same
 	// index; messages to the same channel are stored in request order.

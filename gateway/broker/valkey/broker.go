@@ -64,6 +64,7 @@ type Broker struct {
 	handler   broker.Handler
 	retention broker.RetentionPolicy
 	window    time.Duration
+	scriptArg publishArgs // publish.lua's numeric arguments, formatted once
 	prefix    string
 	timeout   time.Duration
 	log       *slog.Logger
@@ -78,6 +79,9 @@ type Broker struct {
 	closed bool
 
 	control *controlLoop // nil without Options.OnControl
+
+	pubMu     sync.Mutex               // guards pubQueues and the publishes queued in it
+	pubQueues map[string]*publishQueue // channels with a publish script call in flight
 }
 
 var _ broker.Broker = (*Broker)(nil)
@@ -100,6 +104,8 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		timeout: opts.Timeout,
 		log:     opts.Logger,
 		subs:    make(map[string]*channelSub),
+
+		pubQueues: make(map[string]*publishQueue),
 	}
 	b.retention = opts.Retention.WithDefaults()
 	if b.window <= 0 {
@@ -114,6 +120,7 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
+	b.scriptArg = newPublishArgs(b.retention, b.window)
 	configureClient(&copt, b.timeout, opts.dial)
 	if b.client, err = valkey.NewClient(copt); err != nil {
 		if isUnavailable(err) {

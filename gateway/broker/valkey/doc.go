@@ -65,6 +65,8 @@
 //   - Nothing blocks valkey-go's connection reader: pub/sub callbacks only decode and enqueue.
 //   - A channel's Subscribe/Unsubscribe transitions are serialized by its opMu, so 1->0->1 ends
 //     with exactly one live receive loop.
+//   - Per channel, a node has at most one publish script call in flight; the publishes that
+//     arrive meanwhile go together in the next call, in arrival order (coalesce.go).
 //   - Errors leave the package wrapped once, with broker.ErrUnavailable when Valkey could not
 //     be reached or did not answer within Options.Timeout.
 package valkey

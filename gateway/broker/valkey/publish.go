@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/valkey-io/valkey-go"
 
@@ -13,8 +14,9 @@ import (
 )
 
 // Publish stores one message with one script call (one round trip; see publish.lua) and
-// announces it on the channel's shard. Errors reaching Valkey wrap broker.ErrUnavailable; the
-// publish may then have been stored or not, and is safe to retry with the same idempotency key.
+// announces it on the channel's shard. Concurrent publishes to one channel share script calls
+// (see coalesce.go). Errors reaching Valkey wrap broker.ErrUnavailable; the publish may then
+// have been stored or not, and is safe to retry with the same idempotency key.
 func (b *Broker) Publish(ctx context.Context, req broker.PublishRequest) (broker.PublishResult, error) {
 	if err := b.checkOpen(); err != nil {
 		return broker.PublishResult{}, err
@@ -22,14 +24,7 @@ func (b *Broker) Publish(ctx context.Context, req broker.PublishRequest) (broker
 	if err := validate(&req); err != nil {
 		return broker.PublishResult{}, fmt.Errorf("valkey broker: publish: %w", err)
 	}
-	opCtx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	var out [1]broker.PublishResult
-	res := publishScript.exec(opCtx, b.client, b.publishCall(req.Channel, []*broker.PublishRequest{&req}))
-	if err := decodePublished(res, out[:]); err != nil {
-		return broker.PublishResult{}, b.wrap(ctx, "publish", err)
-	}
-	return out[0], nil
+	return b.coalesce(ctx, req)
 }
 
 // PublishBatch stores several messages: one script call per channel, all pipelined, so a
@@ -70,11 +65,11 @@ func (b *Broker) PublishBatch(ctx context.Context, reqs []broker.PublishRequest)
 	}
 	calls := make([]call, len(groups))
 	for gi, g := range groups {
-		rs := make([]*broker.PublishRequest, len(g.idx))
+		msgs := make([]scriptMessage, len(g.idx))
 		for j, i := range g.idx {
-			rs[j] = &reqs[i]
+			msgs[j] = newScriptMessage(&reqs[i])
 		}
-		calls[gi] = b.publishCall(g.channel, rs)
+		calls[gi] = b.publishCall(g.channel, msgs)
 	}
 	opCtx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
@@ -113,26 +108,76 @@ var (
 	errBadData    = errors.New("message data is not one JSON value")
 )
 
-// publishCall builds the arguments of publish.lua for reqs, all to channel.
-func (b *Broker) publishCall(channel string, reqs []*broker.PublishRequest) call {
-	ret := b.retention.For(channel)
-	keys := make([]string, 1, 2)
-	keys[0] = b.streamKey(channel)
-	args := make([]string, 5, 5+3*len(reqs))
-	args[0] = strconv.Itoa(max(ret.Size, 1))
-	args[1] = strconv.FormatInt(max(ret.TTL.Milliseconds(), 1), 10)
-	args[2] = strconv.FormatInt(max(b.window.Milliseconds(), 1), 10)
-	args[3] = b.liveChannel(channel)
-	args[4] = strconv.Itoa(len(reqs))
-	for _, r := range reqs {
-		hasKey := "0"
-		if r.IdempotencyKey != "" {
-			hasKey = "1"
-			keys = append(keys, b.idemKey(channel, r.IdempotencyKey))
+// scriptMessage is one message as publish.lua takes it.
+type scriptMessage struct {
+	event string
+	// data is a copy of the request's Data: a command may still be queued for writing after
+	// a timed-out Publish has returned and its caller has reused the buffer.
+	data string
+	key  string // idempotency key, "" for none
+}
+
+func newScriptMessage(r *broker.PublishRequest) scriptMessage {
+	return scriptMessage{event: r.Event, data: string(r.Data), key: r.IdempotencyKey}
+}
+
+// publishCall builds the arguments of publish.lua for msgs, all to channel. Keys and arguments
+// share one backing array.
+func (b *Broker) publishCall(channel string, msgs []scriptMessage) call {
+	size, ttl := b.scriptArg.retention(b.retention.For(channel))
+	nKeys := 1
+	for _, m := range msgs {
+		if m.key != "" {
+			nKeys++
 		}
-		args = append(args, hasKey, r.Event, string(r.Data))
+	}
+	all := make([]string, nKeys+5+3*len(msgs))
+	keys, args := all[:1:nKeys], all[nKeys:nKeys+5]
+	keys[0] = b.streamKey(channel)
+	args[0] = size
+	args[1] = ttl
+	args[2] = b.scriptArg.window
+	args[3] = b.liveChannel(channel)
+	args[4] = strconv.Itoa(len(msgs))
+	for _, m := range msgs {
+		hasKey := "0"
+		if m.key != "" {
+			hasKey = "1"
+			keys = append(keys, b.idemKey(channel, m.key))
+		}
+		args = append(args, hasKey, m.event, m.data)
 	}
 	return call{keys: keys, args: args}
+}
+
+// publishArgs holds publish.lua's numeric arguments as text, formatted when the broker is made
+// rather than on every publish.
+type publishArgs struct {
+	window string                         // the idempotency window in ms
+	limits map[broker.Retention][2]string // MAXLEN and TTL in ms of each retention in the policy
+}
+
+func newPublishArgs(p broker.RetentionPolicy, window time.Duration) publishArgs {
+	a := publishArgs{window: strconv.FormatInt(max(window.Milliseconds(), 1), 10),
+		limits: make(map[broker.Retention][2]string, 1+len(p.Rules))}
+	a.limits[p.Default] = formatRetention(p.Default)
+	for _, r := range p.Rules {
+		a.limits[r.Retention] = formatRetention(r.Retention)
+	}
+	return a
+}
+
+// retention returns MAXLEN and the TTL in ms for r.
+func (a publishArgs) retention(r broker.Retention) (size, ttl string) {
+	f, ok := a.limits[r]
+	if !ok { // not from the policy the broker was made with; cannot happen, but stay correct
+		f = formatRetention(r)
+	}
+	return f[0], f[1]
+}
+
+func formatRetention(r broker.Retention) [2]string {
+	return [2]string{strconv.Itoa(max(r.Size, 1)), strconv.FormatInt(max(r.TTL.Milliseconds(), 1), 10)}
 }
 
 // decodePublished reads publish.lua's reply, one {id, duplicate} per message, into out.
