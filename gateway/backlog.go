@@ -16,8 +16,12 @@ type backlog struct {
 	closed bool
 }
 
-// defaultBacklog is about a second of fan-out on a small machine.
-const defaultBacklog = 100_000
+// defaultBacklog is under a second of fan-out on a small machine. The bound also sets how many
+// messages a dispatcher round can batch for a large channel (100 at 10,000 subscribers), and
+// bigger rounds cost less per delivery: on two shared cores with 10,000 subscribers, a bound of
+// 100,000 gave 460k deliveries/s (p99 0.9 s), 250,000 gave 1.0M (p99 0.6 s), 1,000,000 gave 3.1M
+// (p99 0.9 s) and 2,000,000 gave 3.4M (p99 2.0 s, the load generator being the limit).
+const defaultBacklog = 1_000_000
 
 func newBacklog(limit int) *backlog {
 	b := &backlog{limit: limit}

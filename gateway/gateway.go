@@ -44,6 +44,7 @@ type Config struct {
 	FrameRateLimit     int           // client frames per FrameRateWindow [100]
 	FrameRateWindow    time.Duration // [10s]
 	QueueBytes         int           // outbound bytes queued per connection before 4008 [1 MiB]
+	FanOutBacklog      int           // deliveries queued in the hub before publishers wait [1,000,000]
 	Heartbeat          time.Duration // ping / SSE comment interval [15s]
 	Tick               time.Duration // heartbeat wheel resolution [1s]
 	AuthTimeout        time.Duration // time to send the auth frame [10s]
@@ -73,6 +74,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxMessageBytes, 64<<10)
 	def(&c.FrameRateLimit, 100)
 	def(&c.QueueBytes, 1<<20)
+	def(&c.FanOutBacklog, defaultBacklog)
 	defDur(&c.FrameRateWindow, 10*time.Second)
 	defDur(&c.Heartbeat, 15*time.Second)
 	defDur(&c.Tick, time.Second)
@@ -127,7 +129,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, auth: cfg.Auth, metrics: cfg.Metrics, log: cfg.Logger,
-		hub: newHub(cfg.Metrics), poller: p,
+		hub: newHub(cfg.Metrics, cfg.FanOutBacklog), poller: p,
 		stopping:    make(chan struct{}),
 		pendingAuth: make(map[*wsSession]int64),
 		retireWake:  make(chan struct{}, 1),

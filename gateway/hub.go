@@ -166,9 +166,9 @@ type dispatchItem struct {
 // the publisher: a bounded backlog rather than unbounded latency).
 const dispatchQueue = 4096
 
-func newHub(m *metrics.Metrics) *Hub {
+func newHub(m *metrics.Metrics, backlogLimit int) *Hub {
 	h := &Hub{metrics: m, seed: maphash.MakeSeed(), done: make(chan struct{}), helpersDone: make(chan struct{}),
-		backlog: newBacklog(defaultBacklog)}
+		backlog: newBacklog(backlogLimit)}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channelState)
 	}

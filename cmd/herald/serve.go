@@ -50,6 +50,7 @@ type serveConfig struct {
 	maxChannels       int
 	replayCap         int
 	queueBytes        int
+	fanOutBacklog     int
 	heartbeat         time.Duration
 	shutdownTimeout   time.Duration
 	logLevel          string
@@ -97,6 +98,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
 	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
 	num(&c.queueBytes, "queue-bytes", "HERALD_QUEUE_BYTES", 1<<20, "outbound bytes queued for a slow client before it is disconnected (4008)")
+	num(&c.fanOutBacklog, "fanout-backlog", "HERALD_FANOUT_BACKLOG", 1_000_000, "deliveries (messages x local subscribers) queued for fan-out before publishes wait;\na larger backlog batches more messages per write at saturation, and adds latency")
 	dur(&c.heartbeat, "heartbeat", "HERALD_HEARTBEAT", 15*time.Second, "interval of WebSocket pings and SSE keep-alive comments")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 10*time.Second, "time given to clients to drain on SIGTERM")
 	str(&c.logLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -143,7 +145,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gw, err := gateway.New(gateway.Config{
 		Auth: verifier, Metrics: m, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 		MaxChannelsPerConn: c.maxChannels, ReplayCap: c.replayCap, MaxMessageBytes: c.maxMessageBytes,
-		QueueBytes: c.queueBytes, Heartbeat: c.heartbeat,
+		QueueBytes: c.queueBytes, FanOutBacklog: c.fanOutBacklog, Heartbeat: c.heartbeat,
 	})
 	if err != nil {
 		return err
