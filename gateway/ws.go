@@ -24,19 +24,24 @@ import (
 // event. subMu guards subs, claims and the auth fields, which the heartbeat and cleanup also read.
 type wsSession struct {
 	conn
-	dec wsframe.Decoder
 
-	// rate limiting of client frames, read side only
-	windowStart int64
+	// read side only
+	dec         *wsframe.Decoder // nil between frames: see onData
+	windowStart int64            // rate limiting of client frames
 	frames      int
 
 	subMu       sync.Mutex
+	refreshSent bool
+	pingSent    bool // a ping is outstanding; guarded by subMu
 	subs        []*subscription
 	claims      *auth.Claims // nil until authenticated
 	expires     int64        // unix seconds; 0 when the credential does not expire
-	refreshSent bool
-	pingSent    bool // a ping is outstanding; guarded by subMu
 }
+
+// decoders holds the frame decoders of connections that are between frames. A connection
+// takes one when bytes arrive and gives it back once they ended on a frame boundary, so an idle
+// connection keeps none.
+var decoders = sync.Pool{New: func() any { return new(wsframe.Decoder) }}
 
 // ServeWebSocket upgrades GET /v1/ws and hands the connection to the epoll core.
 func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +76,6 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		buffered = append([]byte(nil), buffered...)
 	}
 	s := &wsSession{}
-	s.dec.MaxMessage = g.cfg.MaxFrameBytes
 	if !g.adopt(&s.conn, netc, kindWS, s) {
 		return
 	}
@@ -93,7 +97,16 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *wsSession) onData(p []byte) error {
+	if s.dec == nil {
+		s.dec = decoders.Get().(*wsframe.Decoder)
+		s.dec.MaxMessage = s.gw.cfg.MaxFrameBytes
+	}
 	err := s.dec.Feed(p, s.onFrame)
+	if err == nil && !s.dec.Pending() {
+		decoders.Put(s.dec) // holds no bytes between frames (see Decoder)
+		s.dec = nil
+	}
+	// After an error the decoder is dropped with the connection: it must not be fed again.
 	var pe *wsframe.ProtocolError
 	switch {
 	case errors.Is(err, wsframe.ErrTooBig):
