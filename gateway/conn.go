@@ -37,8 +37,8 @@ type conn struct {
 	id     uint64
 	desc   netpoll.Desc // set by start, cleared by Unregister; under wmu
 	fd     int          // the socket; valid as described above
-	reason string       // why it closed; set once under wmu
 	kind   sinkKind
+	reason reason // why it closed; set once under wmu
 
 	// event state, guarded by evMu
 	evMu      sync.Mutex
@@ -303,7 +303,7 @@ func (c *conn) closeGracefully(cause closeCause) {
 	if c.closed || c.closeAfter {
 		return
 	}
-	c.reason = cause.metric
+	c.reason = reasonOf(cause.metric)
 	if f := c.proto.closeFrame(cause); len(f) > 0 {
 		c.writeLocked(f, nil)
 	}
@@ -323,8 +323,8 @@ func (c *conn) closeLocked(cause closeCause) {
 	if c.closed {
 		return
 	}
-	if c.reason == "" {
-		c.reason = cause.metric
+	if c.reason == 0 {
+		c.reason = reasonOf(cause.metric)
 	}
 	if !c.closeAfter && cause.metric != "" {
 		if f := c.proto.closeFrame(cause); len(f) > 0 && len(c.queue) == 0 {
@@ -368,6 +368,38 @@ func discardInput(fd int) {
 			return
 		}
 	}
+}
+
+// reason is a close cause's metric label, interned: a byte in every connection instead of a
+// string header. 0 is "" (not closed, or closed without a label).
+type reason uint8
+
+var reasons = struct {
+	sync.Mutex
+	names []string
+}{names: []string{""}}
+
+// reasonOf interns a metric label. Labels are the gateway's own constants, a few dozen at most;
+// should there ever be more than a byte holds, the extra ones share the last index.
+func reasonOf(metric string) reason {
+	reasons.Lock()
+	defer reasons.Unlock()
+	for i, n := range reasons.names {
+		if n == metric {
+			return reason(i)
+		}
+	}
+	if len(reasons.names) > 255 {
+		return 255
+	}
+	reasons.names = append(reasons.names, metric)
+	return reason(len(reasons.names) - 1)
+}
+
+func (r reason) String() string {
+	reasons.Lock()
+	defer reasons.Unlock()
+	return reasons.names[r]
 }
 
 // Close causes.

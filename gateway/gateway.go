@@ -261,7 +261,7 @@ func (g *Gateway) janitor() {
 			}
 			c.proto.cleanup()
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
-			g.metrics.Disconnects.WithLabelValues(c.reason).Inc()
+			g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()
 		}
 		if !open {
 			return

@@ -13,8 +13,8 @@ func TestSessionSizes(t *testing.T) {
 		name      string
 		size, max uintptr
 	}{
-		{"wsSession", unsafe.Sizeof(wsSession{}), 256},
-		{"sseSession", unsafe.Sizeof(sseSession{}), 208},
+		{"wsSession", unsafe.Sizeof(wsSession{}), 224},
+		{"sseSession", unsafe.Sizeof(sseSession{}), 192},
 		{"subscription", unsafe.Sizeof(subscription{}), 112},
 	} {
 		t.Logf("%s: %d bytes", c.name, c.size)

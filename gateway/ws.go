@@ -27,10 +27,9 @@ type wsSession struct {
 
 	// read side only
 	dec         *wsframe.Decoder // nil between frames: see onData
-	windowStart int64            // rate limiting of client frames
-	frames      int
-
+	windowStart int64            // rate limiting of client frames: the window's first tick
 	subMu       sync.Mutex
+	frames      int32 // client frames in the window; read side only (beside subMu to save padding)
 	refreshSent bool
 	pingSent    bool // a ping is outstanding; guarded by subMu
 	subs        []*subscription
@@ -173,8 +172,10 @@ func (s *wsSession) allowFrame() bool {
 	if now-s.windowStart >= max(window, 1) {
 		s.windowStart, s.frames = now, 0
 	}
-	s.frames++
-	return s.frames <= s.gw.cfg.FrameRateLimit
+	if int(s.frames) <= s.gw.cfg.FrameRateLimit {
+		s.frames++ // stops counting past the limit, so it cannot overflow
+	}
+	return int(s.frames) <= s.gw.cfg.FrameRateLimit
 }
 
 func (s *wsSession) handle(f clientFrame) error {
