@@ -28,6 +28,8 @@ import (
 //   - wmu guards every field in "write state" and every write to the socket. Writes never block:
 //     a write the socket does not take whole is queued and EPOLLOUT armed.
 //   - The heartbeat wheel's slot lock guards wheelPrev/wheelNext.
+//   - Lock order: wmu, then evMu (releaseFD), then the poller's own lock (Unregister). The event
+//     handler never holds evMu while it takes wmu.
 //
 // Fields are ordered to avoid padding: the struct is embedded in every session, and its size
 // decides the session's size class (see TestSessionSizes).
