@@ -2,10 +2,8 @@ package gateway
 
 import (
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/herald-gateway/herald/gateway/netpoll"
@@ -15,41 +13,53 @@ import (
 // conn is the part of a WebSocket or SSE connection that the epoll core drives: event handling,
 // non-blocking reads and writes, the bounded outbound queue, and closing.
 //
+// The socket is a bare descriptor: adopt took it out of its net.Conn (see detach), so no netFD,
+// addresses or runtime poll descriptor stay behind per connection. Descriptor numbers are reused
+// as soon as they are closed, so the number is only used while it is certainly open:
+//   - Writes, epoll_ctl (start, rearm, Arm on a short write, Unregister) and the decision to
+//     close all happen under wmu, and only while !closed.
+//   - Reads happen only in the event handler (busy set under evMu). Closing while the handler is
+//     busy shuts the socket down and leaves the close(2) to the handler when it finishes
+//     (closeFD); an event that arrives after the close finds fdClosed and does nothing.
+//
 // Concurrency contract:
 //   - Event handling: one goroutine at a time (evMu's busy flag; the registration is one-shot).
 //     Read-side state of the protocol (decoder, rate window) belongs to that goroutine.
 //   - wmu guards every field in "write state" and every write to the socket. Writes never block:
-//     a write the socket does not take whole is queued and EPOLLOUT armed. Closing the socket also
-//     happens under wmu, which is why writes may use the raw descriptor fd.
+//     a write the socket does not take whole is queued and EPOLLOUT armed.
 //   - The heartbeat wheel's slot lock guards wheelPrev/wheelNext.
+//   - Lock order: wmu, then evMu (releaseFD), then the poller's own lock (Unregister). The event
+//     handler never holds evMu while it takes wmu.
+//
+// Fields are ordered to avoid padding: the struct is embedded in every session, and its size
+// decides the session's size class (see TestSessionSizes).
 type conn struct {
 	gw     *Gateway
-	id     uint64
-	kind   sinkKind
-	netc   net.Conn
-	rc     syscall.RawConn
-	fd     int          // valid for writes while !closed, under wmu
-	desc   netpoll.Desc // set by start, under wmu
 	proto  protocol
-	reason string // why it closed; set once under wmu
+	id     uint64
+	desc   netpoll.Desc // set by start, cleared by Unregister; under wmu
+	fd     int          // the socket; valid as described above
+	kind   sinkKind
+	reason reason // why it closed; set once under wmu
 
-	// event state
+	// event state, guarded by evMu
 	evMu      sync.Mutex
-	busy      bool
 	pendingEv netpoll.Event
+	busy      bool
+	closeFD   bool // closed while busy: the handler closes fd when it finishes
+	fdClosed  bool // fd is closed: late events are ignored
 
 	// write state, guarded by wmu
 	wmu        sync.Mutex
+	closed     bool
+	closeAfter bool     // close once the queue is written (a graceful close in progress)
 	queue      [][]byte // unwritten bytes; slices may be shared with other connections: read-only
 	queued     int      // bytes in queue
-	closed     bool
-	closeAfter bool // close once the queue is written (a graceful close in progress)
 
 	// liveness, read by the heartbeat wheel
 	lastSeen  atomic.Int64 // wheel tick of the last bytes received
 	wheelPrev *conn
 	wheelNext *conn
-	slot      int
 }
 
 // protocol is what a WebSocket or SSE session adds to conn.
@@ -88,6 +98,10 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 		c.evMu.Unlock()
 		return
 	}
+	if c.fdClosed {
+		c.evMu.Unlock() // taken from the kernel before the connection closed
+		return
+	}
 	c.busy = true
 	c.evMu.Unlock()
 	for {
@@ -100,6 +114,10 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 		c.evMu.Lock()
 		if c.pendingEv == 0 {
 			c.busy = false
+			if c.closeFD {
+				c.closeFD, c.fdClosed = false, true
+				_ = unix.Close(c.fd)
+			}
 			c.evMu.Unlock()
 			break
 		}
@@ -154,23 +172,19 @@ func (c *conn) readAvailable() {
 	}
 }
 
+// read makes one non-blocking read. Only the event handler calls it: fd stays open meanwhile.
 func (c *conn) read(buf []byte) (int, error) {
-	var n int
-	var rerr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), buf)
-		return true
-	})
-	if err != nil {
-		return 0, err
+	n, err := unix.Read(c.fd, buf)
+	if err == unix.EINTR {
+		n, err = unix.Read(c.fd, buf)
 	}
-	if rerr == unix.EAGAIN {
+	if err == unix.EAGAIN || err == unix.EINTR {
 		return 0, errWouldBlock
 	}
 	if n < 0 {
 		n = 0
 	}
-	return n, rerr
+	return n, err
 }
 
 // write sends a then b (either may be empty). The slices must stay unchanged afterwards: what
@@ -300,7 +314,7 @@ func (c *conn) closeGracefully(cause closeCause) {
 	if c.closed || c.closeAfter {
 		return
 	}
-	c.reason = cause.metric
+	c.reason = reasonOf(cause.metric)
 	if f := c.proto.closeFrame(cause); len(f) > 0 {
 		c.writeLocked(f, nil)
 	}
@@ -320,8 +334,8 @@ func (c *conn) closeLocked(cause closeCause) {
 	if c.closed {
 		return
 	}
-	if c.reason == "" {
-		c.reason = cause.metric
+	if c.reason == 0 {
+		c.reason = reasonOf(cause.metric)
 	}
 	if !c.closeAfter && cause.metric != "" {
 		if f := c.proto.closeFrame(cause); len(f) > 0 && len(c.queue) == 0 {
@@ -334,8 +348,25 @@ func (c *conn) closeLocked(cause closeCause) {
 	discardInput(c.fd)
 	c.closed = true
 	c.queue, c.queued = nil, 0
-	_ = c.netc.Close()
+	c.releaseFD()
 	c.gw.retire(c)
+}
+
+// releaseFD takes the socket out of epoll and closes it, or, when the event handler is using it,
+// shuts it down (the client sees the end at once and the handler's next read returns EOF) and
+// leaves the close to the handler. wmu must be held and closed just set: no write and no
+// epoll_ctl uses fd any more.
+func (c *conn) releaseFD() {
+	c.desc.Unregister()
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	if c.busy {
+		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+		c.closeFD = true
+		return
+	}
+	c.fdClosed = true
+	_ = unix.Close(c.fd)
 }
 
 // discardInput reads and drops what the socket holds, up to a bound, without blocking.
@@ -348,6 +379,38 @@ func discardInput(fd int) {
 			return
 		}
 	}
+}
+
+// reason is a close cause's metric label, interned: a byte in every connection instead of a
+// string header. 0 is "" (not closed, or closed without a label).
+type reason uint8
+
+var reasons = struct {
+	sync.Mutex
+	names []string
+}{names: []string{""}}
+
+// reasonOf interns a metric label. Labels are the gateway's own constants, a few dozen at most;
+// should there ever be more than a byte holds, the extra ones share the last index.
+func reasonOf(metric string) reason {
+	reasons.Lock()
+	defer reasons.Unlock()
+	for i, n := range reasons.names {
+		if n == metric {
+			return reason(i)
+		}
+	}
+	if len(reasons.names) > 255 {
+		return 255
+	}
+	reasons.names = append(reasons.names, metric)
+	return reason(len(reasons.names) - 1)
+}
+
+func (r reason) String() string {
+	reasons.Lock()
+	defer reasons.Unlock()
+	return reasons.names[r]
 }
 
 // Close causes.

@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -23,6 +24,7 @@ import (
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/metrics"
 	"github.com/herald-gateway/herald/gateway/netpoll"
+	"golang.org/x/sys/unix"
 )
 
 // Verifier checks a credential and says what it allows (implemented by *auth.Verifier).
@@ -157,27 +159,55 @@ func (g *Gateway) Subscribers(channel string) int { return g.hub.Subscribers(cha
 // Connections returns the number of open WebSocket and SSE connections.
 func (g *Gateway) Connections() int { return g.wheel.len() }
 
-// adopt makes c the gateway's: it fills the connection fields and counts it. It returns false
-// (and closes netc) when netc is not a plain socket the epoll core can drive.
+// adopt makes c the gateway's: it takes the socket out of netc (see detach), fills the
+// connection fields and counts it. It returns false (and closes netc) when netc is not a plain
+// socket the epoll core can drive.
 func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol) bool {
-	sc, ok := netc.(syscall.Conn)
-	if !ok {
+	fd, err := detach(netc)
+	if errors.Is(err, errNotSocket) {
 		g.log.Error("connection is not a socket (TLS must be terminated in front of herald)", "remote", netc.RemoteAddr().String())
-		netc.Close()
-		return false
 	}
-	rc, err := sc.SyscallConn()
 	if err != nil {
-		netc.Close()
 		return false
 	}
-	_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
-	c.gw, c.netc, c.rc, c.kind, c.proto = g, netc, rc, kind, proto
+	c.gw, c.fd, c.kind, c.proto = g, fd, kind, proto
 	c.id = g.nextID.Add(1)
 	c.lastSeen.Store(g.wheel.now())
 	g.wheel.add(c)
 	g.metrics.Connections.WithLabelValues(kindName(kind)).Inc()
 	return true
+}
+
+var errNotSocket = errors.New("not a socket")
+
+// detach returns a non-blocking duplicate of netc's descriptor and closes netc. Closing it takes
+// the socket out of Go's own poller and frees what net keeps per connection (the netFD, two
+// addresses and the runtime's poll descriptor, about 500 bytes); the duplicate keeps the socket
+// open, so the number of descriptors per connection stays one. netc is closed on every path.
+func detach(netc net.Conn) (int, error) {
+	defer netc.Close()
+	sc, ok := netc.(syscall.Conn)
+	if !ok {
+		return -1, errNotSocket
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	// The flag belongs to the open file, which the duplicate shares, so it is set already; say
+	// so anyway rather than rely on how net opened the socket.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // start registers an adopted connection with epoll.
@@ -187,7 +217,7 @@ func (g *Gateway) start(c *conn) {
 	if c.closed {
 		return
 	}
-	desc, err := g.poller.Register(c.rc, c)
+	desc, err := g.poller.Register(c.fd, c)
 	if err != nil {
 		c.closeLocked(closeCause{code: 1011, reason: "internal error", metric: "internal_error"})
 		return
@@ -226,16 +256,14 @@ func (g *Gateway) janitor() {
 		g.retired = nil
 		g.retireMu.Unlock()
 		for _, c := range batch {
-			if c.desc.Registered() {
-				c.desc.Unregister()
-			}
+			// closeLocked already took c out of epoll and closed (or shut down) its socket.
 			g.wheel.remove(c)
 			if ws, ok := c.proto.(*wsSession); ok {
 				g.authDone(ws)
 			}
 			c.proto.cleanup()
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
-			g.metrics.Disconnects.WithLabelValues(c.reason).Inc()
+			g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()
 		}
 		if !open {
 			return

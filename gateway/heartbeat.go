@@ -38,9 +38,12 @@ func newWheel(interval, step time.Duration, onTick func(now int64)) *wheel {
 // now returns the wheel's clock in ticks.
 func (w *wheel) now() int64 { return w.ticks.Load() }
 
+// slotOf is the slot a connection lives in for its whole life, derived from its id rather than
+// stored in it.
+func (w *wheel) slotOf(c *conn) *wheelSlot { return &w.slots[c.id%uint64(len(w.slots))] }
+
 func (w *wheel) add(c *conn) {
-	c.slot = int(c.id % uint64(len(w.slots)))
-	s := &w.slots[c.slot]
+	s := w.slotOf(c)
 	s.mu.Lock()
 	c.wheelNext = s.head
 	if s.head != nil {
@@ -52,7 +55,7 @@ func (w *wheel) add(c *conn) {
 }
 
 func (w *wheel) remove(c *conn) {
-	s := &w.slots[c.slot]
+	s := w.slotOf(c)
 	s.mu.Lock()
 	if c.wheelPrev != nil {
 		c.wheelPrev.wheelNext = c.wheelNext

@@ -52,22 +52,24 @@ type sink interface {
 // maxPending bounds the live messages buffered while a subscription's replay is written.
 const maxPending = 10000
 
-// subscription is one connection's interest in one channel.
+// subscription is one connection's interest in one channel. (Fields are ordered to avoid
+// padding: see TestSessionSizes.)
 type subscription struct {
 	ch    *channelState
 	sink  sink
-	kind  sinkKind
 	index int // position in ch.subs; guarded by ch.mu
 
-	live     atomic.Bool // set once the replay is written; then offers go straight to the sink
-	floor    broker.ID   // the replay covered ids up to floor; written before live is set
-	mu       sync.Mutex  // guards pending and overflow until live
-	pending  []*delivery
-	overflow bool
+	floor broker.ID // the replay covered ids up to floor; written before live is set
 
 	// pos is the id of the newest message written on this subscription. The owning connection
 	// guards it (SSE: its write lock, which also orders the cursor it encodes).
 	pos broker.ID
+
+	pending  []*delivery
+	mu       sync.Mutex  // guards pending and overflow until live
+	live     atomic.Bool // set once the replay is written; then offers go straight to the sink
+	kind     sinkKind
+	overflow bool
 }
 
 // offer hands ds (consecutive messages of the channel, in id order) to the subscription:

@@ -24,19 +24,23 @@ import (
 // event. subMu guards subs, claims and the auth fields, which the heartbeat and cleanup also read.
 type wsSession struct {
 	conn
-	dec wsframe.Decoder
 
-	// rate limiting of client frames, read side only
-	windowStart int64
-	frames      int
-
+	// read side only
+	dec         *wsframe.Decoder // nil between frames: see onData
+	windowStart int64            // rate limiting of client frames: the window's first tick
 	subMu       sync.Mutex
+	frames      int32 // client frames in the window; read side only (beside subMu to save padding)
+	refreshSent bool
+	pingSent    bool // a ping is outstanding; guarded by subMu
 	subs        []*subscription
 	claims      *auth.Claims // nil until authenticated
 	expires     int64        // unix seconds; 0 when the credential does not expire
-	refreshSent bool
-	pingSent    bool // a ping is outstanding; guarded by subMu
 }
+
+// decoders holds the frame decoders of connections that are between frames. A connection
+// takes one when bytes arrive and gives it back once they ended on a frame boundary, so an idle
+// connection keeps none.
+var decoders = sync.Pool{New: func() any { return new(wsframe.Decoder) }}
 
 // ServeWebSocket upgrades GET /v1/ws and hands the connection to the epoll core.
 func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +75,6 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		buffered = append([]byte(nil), buffered...)
 	}
 	s := &wsSession{}
-	s.dec.MaxMessage = g.cfg.MaxFrameBytes
 	if !g.adopt(&s.conn, netc, kindWS, s) {
 		return
 	}
@@ -93,7 +96,16 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *wsSession) onData(p []byte) error {
+	if s.dec == nil {
+		s.dec = decoders.Get().(*wsframe.Decoder)
+		s.dec.MaxMessage = s.gw.cfg.MaxFrameBytes
+	}
 	err := s.dec.Feed(p, s.onFrame)
+	if err == nil && !s.dec.Pending() {
+		decoders.Put(s.dec) // holds no bytes between frames (see Decoder)
+		s.dec = nil
+	}
+	// After an error the decoder is dropped with the connection: it must not be fed again.
 	var pe *wsframe.ProtocolError
 	switch {
 	case errors.Is(err, wsframe.ErrTooBig):
@@ -160,8 +172,10 @@ func (s *wsSession) allowFrame() bool {
 	if now-s.windowStart >= max(window, 1) {
 		s.windowStart, s.frames = now, 0
 	}
-	s.frames++
-	return s.frames <= s.gw.cfg.FrameRateLimit
+	if int(s.frames) <= s.gw.cfg.FrameRateLimit {
+		s.frames++ // stops counting past the limit, so it cannot overflow
+	}
+	return int(s.frames) <= s.gw.cfg.FrameRateLimit
 }
 
 func (s *wsSession) handle(f clientFrame) error {

@@ -6,10 +6,12 @@
 // reports nothing more for that connection until the handler re-arms it, so at most one worker
 // handles a connection at a time and the read path needs no lock.
 //
-// Descriptors are never handled as bare numbers outside a syscall.RawConn's Control callback:
-// Control holds a reference on the descriptor, so a concurrent Close cannot let the number be
-// reused by another connection while epoll_ctl runs. Events carry a registration token, not the
-// descriptor, for the same reason.
+// The poller works on bare descriptor numbers, and a closed number is reused by the next socket
+// the process opens. So the owner of a descriptor must never close it while Register, Arm or
+// Unregister may run on it: it serializes those calls with its close (one mutex in practice),
+// calls Unregister before closing, and never uses the Desc afterwards. Events carry a
+// registration token, not the descriptor, so an event the kernel queued before a close never
+// reaches a later connection that got the same number.
 package netpoll
 
 import (
@@ -17,7 +19,6 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,6 +45,9 @@ type Handler interface {
 
 // ErrClosed is returned by calls on a closed Poller.
 var ErrClosed = errors.New("netpoll: poller closed")
+
+// errNotRegistered is returned by Arm on a Desc that is not (or no longer) registered.
+var errNotRegistered = errors.New("netpoll: not registered")
 
 // Poller is one epoll instance, the goroutine that waits on it, and the worker pool that runs
 // handlers.
@@ -130,17 +134,18 @@ func New(cfg Config) (*Poller, error) {
 // connection's own struct (no allocation of its own); the zero Desc is not registered.
 type Desc struct {
 	p     *Poller
-	rc    syscall.RawConn
 	token uint64
+	fd    int32
 }
 
-// Registered reports whether d came from Register.
+// Registered reports whether d came from Register and was not unregistered since.
 func (d *Desc) Registered() bool { return d.p != nil }
 
-// Register adds the socket behind rc to the poller, armed for Readable (and HangUp). The handler
-// is called for its events until Unregister. The caller keeps the descriptor open (rc comes from
-// a *net.TCPConn's SyscallConn, for example).
-func (p *Poller) Register(rc syscall.RawConn, h Handler) (Desc, error) {
+// Register adds the socket fd to the poller, armed for Readable (and HangUp). The handler is
+// called for its events until Unregister. The caller owns fd: it keeps it open until it called
+// Unregister, and never closes it concurrently with Register, Arm or Unregister (see the package
+// comment). fd should be non-blocking, or a handler's read may wait.
+func (p *Poller) Register(fd int, h Handler) (Desc, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -163,7 +168,7 @@ func (p *Poller) Register(rc syscall.RawConn, h Handler) (Desc, error) {
 	tok := uint64(s.gen)<<32 | uint64(idx)
 	p.mu.Unlock()
 
-	d := Desc{p: p, rc: rc, token: tok}
+	d := Desc{p: p, token: tok, fd: int32(fd)}
 	if err := d.ctl(unix.EPOLL_CTL_ADD, Readable); err != nil {
 		p.forget(tok)
 		return Desc{}, err
@@ -177,15 +182,22 @@ func (d *Desc) Arm(want Event) error {
 	return d.ctl(unix.EPOLL_CTL_MOD, want|Readable)
 }
 
-// Unregister removes the connection from the poller. Events already taken from the kernel may
-// still reach the handler; handlers must tolerate an event after Unregister.
+// Unregister removes the connection from the poller; call it before closing the descriptor.
+// Events already taken from the kernel may still reach the handler; handlers must tolerate an
+// event after Unregister (and must not touch a descriptor they closed meanwhile).
 func (d *Desc) Unregister() {
+	if d.p == nil {
+		return
+	}
 	d.p.forget(d.token)
-	// The descriptor may already be closed (then the kernel dropped it from the set by itself).
 	_ = d.ctl(unix.EPOLL_CTL_DEL, 0)
+	d.p = nil
 }
 
 func (d *Desc) ctl(op int, want Event) error {
+	if d.p == nil {
+		return errNotRegistered
+	}
 	ev := unix.EpollEvent{Events: unix.EPOLLONESHOT | unix.EPOLLRDHUP}
 	if want&Readable != 0 {
 		ev.Events |= unix.EPOLLIN
@@ -194,14 +206,7 @@ func (d *Desc) ctl(op int, want Event) error {
 		ev.Events |= unix.EPOLLOUT
 	}
 	setToken(&ev, d.token)
-	var opErr error
-	err := d.rc.Control(func(fd uintptr) {
-		opErr = unix.EpollCtl(d.p.epfd, op, int(fd), &ev)
-	})
-	if err == nil {
-		err = opErr
-	}
-	if err != nil {
+	if err := unix.EpollCtl(d.p.epfd, op, int(d.fd), &ev); err != nil {
 		return fmt.Errorf("netpoll: epoll_ctl: %w", err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package netpoll
 
 import (
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,7 +15,10 @@ type recorder struct{ events chan Event }
 
 func (r *recorder) HandleEvent(ev Event) { r.events <- ev }
 
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
+// rawPair returns a connected pair: the server side as a bare non-blocking descriptor (a
+// duplicate taken before its net.Conn was closed, as the gateway does) that the caller closes,
+// the client as a net.Conn.
+func rawPair(t *testing.T) (server int, client *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,8 +33,27 @@ func tcpPair(t *testing.T) (server, client *net.TCPConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return s.(*net.TCPConn), c.(*net.TCPConn)
+	rc, err := s.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(sfd uintptr) { fd, derr = unix.FcntlInt(sfd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || derr != nil {
+		t.Fatal(err, derr)
+	}
+	s.Close() // Go's poller lets go of the socket; fd keeps it open
+	if err := unix.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return fd, c.(*net.TCPConn)
+}
+
+// tcpPair is rawPair with the server descriptor closed when the test ends.
+func tcpPair(t *testing.T) (server int, client *net.TCPConn) {
+	fd, c := rawPair(t)
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd, c
 }
 
 func waitEvent(t *testing.T, r *recorder, want Event) Event {
@@ -58,17 +79,12 @@ func noEvent(t *testing.T, r *recorder) {
 	}
 }
 
-func readAll(t *testing.T, c *net.TCPConn) string {
+func readAll(t *testing.T, fd int) string {
 	t.Helper()
-	rc, _ := c.SyscallConn()
 	buf := make([]byte, 100)
-	var n int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		n, rerr = unix.Read(int(fd), buf)
-		return true
-	}); err != nil || rerr != nil {
-		t.Fatalf("read: %v %v", err, rerr)
+	n, err := unix.Read(fd, buf)
+	if err != nil {
+		t.Fatalf("read: %v", err)
 	}
 	return string(buf[:n])
 }
@@ -126,7 +142,7 @@ func TestWritableWhenArmed(t *testing.T) {
 	waitEvent(t, r, Writable)
 }
 
-func TestArmAfterCloseFails(t *testing.T) {
+func TestArmAfterUnregisterFails(t *testing.T) {
 	p, err := New(Config{Workers: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -137,11 +153,14 @@ func TestArmAfterCloseFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server.Close()
-	if err := d.Arm(Readable); err == nil {
-		t.Fatal("Arm on a closed connection succeeded")
-	}
 	d.Unregister()
+	if d.Registered() {
+		t.Fatal("Registered after Unregister")
+	}
+	if err := d.Arm(Readable); err == nil {
+		t.Fatal("Arm after Unregister succeeded")
+	}
+	d.Unregister() // a second call is harmless
 }
 
 func TestRegisterAfterClose(t *testing.T) {
@@ -156,14 +175,8 @@ func TestRegisterAfterClose(t *testing.T) {
 	}
 }
 
-var _ syscall.Conn = (*net.TCPConn)(nil)
-
-func register(p *Poller, c *net.TCPConn, h Handler) (*Desc, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	d, err := p.Register(rc, h)
+func register(p *Poller, fd int, h Handler) (*Desc, error) {
+	d, err := p.Register(fd, h)
 	return &d, err
 }
 
@@ -193,5 +206,39 @@ func TestReusedSlotIgnoresStaleToken(t *testing.T) {
 	}
 	if p.lookup(old) != nil || p.lookup(db.token) != Handler(rb) {
 		t.Fatal("a stale token found a handler")
+	}
+}
+
+// TestReusedDescriptorNumber: a descriptor closed after Unregister is reused by the next socket;
+// the new registration gets only its own events.
+func TestReusedDescriptorNumber(t *testing.T) {
+	p, err := New(Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a, ca := rawPair(t)
+	ra := &recorder{events: make(chan Event, 10)}
+	da, err := register(p, a, ra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.Write([]byte("x")) // an event for a may be queued or handled: either way it is a's
+	da.Unregister()
+	unix.Close(a)
+	b, cb := tcpPair(t) // most likely the same number as a
+	rb := &recorder{events: make(chan Event, 10)}
+	if _, err := register(p, b, rb); err != nil {
+		t.Fatal(err)
+	}
+	cb.Write([]byte("y"))
+	waitEvent(t, rb, Readable)
+	if got := readAll(t, b); got != "y" {
+		t.Fatalf("b read %q", got)
+	}
+	// a's handler sees at most the event it had before Unregister, never b's.
+	time.Sleep(50 * time.Millisecond)
+	if n := len(ra.events); n > 1 {
+		t.Fatalf("a's handler got %d events", n)
 	}
 }
