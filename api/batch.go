@@ -136,6 +136,12 @@ func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, ite
 		return results
 	}
 	ctx := c.Request().Context()
+	if err := s.awaitFanOut(ctx); err != nil {
+		for _, i := range index {
+			results[i].Error = err
+		}
+		return results
+	}
 	res, errs := s.broker.PublishBatch(ctx, reqs)
 	for j, i := range index {
 		switch {

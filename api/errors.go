@@ -35,6 +35,7 @@ const (
 	typeForbidden          = "forbidden"
 	typeOriginNotAllowed   = "origin-not-allowed"
 	typeUnavailable        = "unavailable"
+	typeBacklogged         = "backlogged"
 	typeNotReady           = "not-ready"
 	typeInternal           = "internal"
 )
@@ -90,6 +91,18 @@ func (s *server) brokerProblem(ctx context.Context, err error) *problem.Details 
 	return problem.New(http.StatusInternalServerError, typeInternal, "the server could not complete the request")
 }
 
+// awaitFanOut holds a publish while this node's fan-out is saturated (see
+// Gateway.AwaitFanOutRoom), and answers 429 if it stays saturated for Options.FanOutWait.
+func (s *server) awaitFanOut(ctx context.Context) *problem.Details {
+	if s.gateway == nil || s.gateway.AwaitFanOutRoom(ctx, s.fanOutWait) {
+		return nil
+	}
+	p := problem.New(http.StatusTooManyRequests, typeBacklogged,
+		"this node cannot deliver messages as fast as they are published; retry (with the same Idempotency-Key) shortly")
+	p.RetryAfter = time.Second
+	return p
+}
+
 // publishErrorReason is the herald_publish_errors_total label for a failed publish.
 func publishErrorReason(p *problem.Details) string {
 	switch p.Type {
@@ -101,6 +114,8 @@ func publishErrorReason(p *problem.Details) string {
 		return "too_large"
 	case typeUnavailable:
 		return "unavailable"
+	case typeBacklogged:
+		return "backlogged"
 	case typeInternal:
 		return "internal"
 	}

@@ -256,6 +256,9 @@ func (e *env) history(channel string) []broker.Message {
 type stubGateway struct {
 	mu          sync.Mutex
 	subscribers map[string]int
+	// saturated, while open, makes AwaitFanOutRoom wait as a saturated fan-out does; closing it
+	// makes room.
+	saturated chan struct{}
 }
 
 func newStubGateway() *stubGateway { return &stubGateway{subscribers: map[string]int{}} }
@@ -287,6 +290,22 @@ func (g *stubGateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 func (g *stubGateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"messages":[],"cursor":"0-0","recovered":true}`)
+}
+
+func (g *stubGateway) AwaitFanOutRoom(ctx context.Context, max time.Duration) bool {
+	g.mu.Lock()
+	saturated := g.saturated
+	g.mu.Unlock()
+	if saturated == nil {
+		return true
+	}
+	select {
+	case <-saturated:
+		return true
+	case <-ctx.Done():
+	case <-time.After(max):
+	}
+	return false
 }
 
 func (g *stubGateway) Subscribers(channel string) int {

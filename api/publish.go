@@ -62,6 +62,9 @@ func (s *server) publish(c echo.Context) (err error) {
 		return p
 	}
 	ctx := c.Request().Context()
+	if err := s.awaitFanOut(ctx); err != nil {
+		return err
+	}
 	// msg.Data may point into the pooled body buffer: brokers do not keep Data after Publish
 	// returns (see broker.Broker).
 	res, err := s.broker.Publish(ctx, broker.PublishRequest{

@@ -19,6 +19,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,12 +43,16 @@ type Gateway interface {
 	ServePoll(w http.ResponseWriter, r *http.Request)
 	// Subscribers returns the number of this node's subscribers of a channel.
 	Subscribers(channel string) int
+	// AwaitFanOutRoom waits, for at most max, until the node's fan-out has room for more
+	// messages, and reports whether it has.
+	AwaitFanOutRoom(ctx context.Context, max time.Duration) bool
 }
 
 // Defaults for the zero values of Options.
 const (
 	DefaultMaxMessageBytes = 65536
 	DefaultMaxBatch        = 100
+	DefaultFanOutWait      = 5 * time.Second
 )
 
 // Options configure the API. Broker and Auth are required.
@@ -70,6 +75,9 @@ type Options struct {
 	// MaxBatch is the most messages in one POST /v1/messages (DefaultMaxBatch when 0); more
 	// answer 413.
 	MaxBatch int
+	// FanOutWait is how long a publish may wait for this node's fan-out to make room
+	// (Gateway.AwaitFanOutRoom) before it answers 429 (DefaultFanOutWait when 0).
+	FanOutWait time.Duration
 	// CORS decides which browser origins may call the browser-facing routes.
 	CORS cors.Policy
 	// Logger receives request logs and internal errors. When nil, nothing is logged.
@@ -93,6 +101,8 @@ type server struct {
 	ready    func(ctx context.Context) error
 	maxData  int
 	maxBatch int
+	// fanOutWait bounds a publish's wait for the node's fan-out (see awaitFanOut).
+	fanOutWait time.Duration
 }
 
 // New builds the API's Echo instance; it is an http.Handler to serve (Echo's own Start methods
@@ -111,6 +121,11 @@ func New(opts Options) *echo.Echo {
 		ready:    opts.Ready,
 		maxData:  opts.MaxMessageBytes,
 		maxBatch: opts.MaxBatch,
+
+		fanOutWait: opts.FanOutWait,
+	}
+	if s.fanOutWait <= 0 {
+		s.fanOutWait = DefaultFanOutWait
 	}
 	if s.metrics == nil {
 		s.metrics = metrics.New(nil)

@@ -30,3 +30,43 @@ func TestBacklogWaitsWhenFull(t *testing.T) {
 	b.close()
 	<-done // closing lets waiters through
 }
+
+// TestBacklogWaitRoom: a publisher waits while the backlog is full or a message is waiting for
+// room, and goes on as soon as neither holds; it gives up after its bound or when told to.
+func TestBacklogWaitRoom(t *testing.T) {
+	b := newBacklog(10)
+	if !b.waitRoom(nil, time.Second) {
+		t.Fatal("an empty backlog has no room")
+	}
+	b.acquire(10)
+	if b.waitRoom(nil, 30*time.Millisecond) {
+		t.Fatal("a full backlog has room")
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if b.waitRoom(stop, time.Minute) {
+		t.Fatal("waitRoom ignored its done channel")
+	}
+	b.release(5) // 5 of 10 used, but a message of 8 is waiting: still no room for publishers
+	acquired := make(chan int)
+	go func() { acquired <- b.acquire(8) }()
+	waitFor(t, time.Second, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.waiting == 1 }, "acquire waits")
+	room := make(chan bool)
+	go func() { room <- b.waitRoom(nil, time.Minute) }()
+	select {
+	case <-room:
+		t.Fatal("room while a message waits for the backlog")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.release(5) // the 8 fit (8 of 10): no one waits, not full
+	<-acquired
+	if !<-room {
+		t.Fatal("no room once the waiting message got in")
+	}
+	b.acquire(2)
+	go func() { room <- b.waitRoom(nil, time.Minute) }()
+	b.close()
+	if !<-room {
+		t.Fatal("closing the backlog must let publishers through")
+	}
+}

@@ -210,6 +210,17 @@ func detach(netc net.Conn) (int, error) {
 	return fd, nil
 }
 
+// AwaitFanOutRoom waits, for at most max, until this node's fan-out backlog (Config.FanOutBacklog)
+// has room, and reports whether it has. The API calls it before storing a message so that at
+// saturation publishers wait rather than the backlog growing past its bound: the memory broker
+// delivers as it stores, so its publishes wait anyway, but the Valkey broker delivers through
+// pub/sub, and without this its publishers would outrun the fan-out and latency would grow
+// without limit. Only this node's backlog is seen: publishers on another node are slowed only
+// through Valkey's own output buffer limit (after which this node catches up from the streams).
+func (g *Gateway) AwaitFanOutRoom(ctx context.Context, max time.Duration) bool {
+	return g.hub.backlog.waitRoom(ctx.Done(), max)
+}
+
 // start registers an adopted connection with epoll.
 func (g *Gateway) start(c *conn) {
 	c.wmu.Lock()
