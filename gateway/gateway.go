@@ -103,6 +103,7 @@ type Gateway struct {
 	hub     *Hub
 	poller  *netpoll.Poller
 	wheel   *wheel
+	replays replayReads // history reads of subscribes, shared when they coincide
 
 	nextID   atomic.Uint64
 	draining atomic.Bool
@@ -320,7 +321,7 @@ func (g *Gateway) join(ctx context.Context, channel string, s sink, kind sinkKin
 	if since != nil {
 		q.Since, q.Limit = *since, g.cfg.ReplayCap
 	}
-	page, err := g.broker.History(ctx, channel, q)
+	page, err := g.replays.read(ctx, g.broker, g.cfg.BrokerTimeout, channel, q)
 	if err != nil {
 		g.hub.remove(sub)
 		return nil, broker.HistoryPage{}, err
