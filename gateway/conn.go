@@ -260,16 +260,7 @@ func (c *conn) enqueue(bufs [][]byte, skip int) {
 }
 
 // writeNow makes one non-blocking write attempt and returns how much the socket took.
-func (c *conn) writeNow(p []byte) (int, error) {
-	n, err := unix.Write(c.fd, p)
-	if err == unix.EAGAIN || err == unix.EINTR {
-		return 0, nil
-	}
-	if n < 0 {
-		n = 0
-	}
-	return n, err
-}
+func (c *conn) writeNow(p []byte) (int, error) { return taken(unix.Write(c.fd, p)) }
 
 // flush writes queued bytes after EPOLLOUT said the socket has room.
 func (c *conn) flush() {

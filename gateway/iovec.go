@@ -36,29 +36,28 @@ func (v *iovecs) reset() {
 // writeTo makes one non-blocking write of the buffers to fd and returns how many bytes the socket
 // took. A full socket is not an error: it returns 0.
 func (v *iovecs) writeTo(fd int) (int, error) {
-	var n int
-	var err error
 	if len(v.bufs) == 1 {
-		n, err = unix.Write(fd, v.bufs[0])
-	} else {
-		v.iov = v.iov[:0]
-		for _, p := range v.bufs[:min(len(v.bufs), maxIovecs)] {
-			iv := unix.Iovec{Base: &p[0]}
-			iv.SetLen(len(p))
-			v.iov = append(v.iov, iv)
-		}
-		r, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
-		clear(v.iov) // the kernel is done with the buffers; do not keep them reachable
-		n = int(r)
-		if errno != 0 {
-			n, err = 0, errno
-		}
+		return taken(unix.Write(fd, v.bufs[0]))
 	}
+	v.iov = v.iov[:0]
+	for _, p := range v.bufs[:min(len(v.bufs), maxIovecs)] {
+		iv := unix.Iovec{Base: &p[0]}
+		iv.SetLen(len(p))
+		v.iov = append(v.iov, iv)
+	}
+	r, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&v.iov[0])), uintptr(len(v.iov)))
+	clear(v.iov) // the kernel is done with the buffers; do not keep them reachable
+	if errno != 0 {
+		return taken(0, errno)
+	}
+	return int(r), nil
+}
+
+// taken reads the result of a non-blocking write as the bytes the socket took and a real
+// error: a full socket (EAGAIN) or an interrupted call took nothing and is no error.
+func taken(n int, err error) (int, error) {
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return 0, nil
 	}
-	if n < 0 {
-		n = 0
-	}
-	return n, err
+	return max(n, 0), err
 }
