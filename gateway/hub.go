@@ -41,8 +41,8 @@ const (
 // takes and queues the rest, or closes a connection whose queue overflowed.
 type sink interface {
 	// deliver writes ds, consecutive messages of sub's channel in id order, with one write where
-	// the wire shape allows. v is the caller's scratch space for gathering the write (nil: the
-	// sink uses its own); the sink must keep neither v nor the ds slice itself after returning.
+	// the wire shape allows. v is the caller's scratch space for gathering the write, empty on
+	// the call and left empty; the sink must keep neither v nor the ds slice after returning.
 	deliver(sub *subscription, ds []*delivery, v *iovecs)
 	// gap tells the client that messages of sub's channel were lost on their way to this node
 	// (see broker.GapHandler). Like deliver, it must not block.
@@ -511,7 +511,8 @@ func (h *Hub) goLive(sub *subscription, through broker.ID) error {
 	}
 	for i, d := range sub.pending {
 		if through.Less(d.msg.ID) {
-			sub.sink.deliver(sub, sub.pending[i:], nil)
+			var v iovecs
+			sub.sink.deliver(sub, sub.pending[i:], &v)
 			break
 		}
 	}

@@ -135,9 +135,6 @@ func gapEvent(channel string) []byte {
 
 // deliver implements sink.
 func (s *sseSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
-	if v == nil {
-		v = new(iovecs)
-	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if len(s.subs) == 1 {

@@ -366,9 +366,6 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 
 // deliver implements sink.
 func (s *wsSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
-	if v == nil {
-		v = new(iovecs)
-	}
 	for _, d := range ds {
 		v.add(d.ws)
 	}
