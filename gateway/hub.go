@@ -252,7 +252,7 @@ type dispatchRound struct {
 	items []dispatchItem
 	next  []int          // index of the next item of the same channel, or -1
 	last  map[string]int // while linking: the latest item of each channel
-	done  []bool         // items already handled as part of an earlier item's channel
+	heads []int          // the first item of each channel, in order
 	msgs  []broker.Message
 	ds    []*delivery
 	v     iovecs
@@ -286,25 +286,22 @@ func (h *Hub) dispatch(q chan dispatchItem) {
 func (h *Hub) runRound(r *dispatchRound) {
 	n := len(r.items)
 	r.next = slices.Grow(r.next[:0], n)[:n]
-	r.done = slices.Grow(r.done[:0], n)[:n]
-	clear(r.done)
+	r.heads = r.heads[:0]
 	for i := range r.items {
 		r.next[i] = -1
 		if prev, ok := r.last[r.items[i].msg.Channel]; ok {
 			r.next[prev] = i
+		} else {
+			r.heads = append(r.heads, i)
 		}
 		r.last[r.items[i].msg.Channel] = i
 	}
 	clear(r.last)
-	for i := range r.items {
-		if r.done[i] {
-			continue
-		}
-		channel := r.items[i].msg.Channel
+	for _, head := range r.heads {
+		channel := r.items[head].msg.Channel
 		r.msgs = r.msgs[:0]
 		size := 0
-		for j := i; j >= 0; j = r.next[j] {
-			r.done[j] = true
+		for j := head; j >= 0; j = r.next[j] {
 			it := &r.items[j]
 			if it.gap || (size+len(it.msg.Data) > maxRunBytes && len(r.msgs) > 0) {
 				h.fanOut(r, channel)
