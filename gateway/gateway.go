@@ -199,16 +199,9 @@ func detach(netc net.Conn) (int, error) {
 	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return -1, err
 	}
-	if dupErr != nil {
-		return -1, dupErr
-	}
-	// The flag belongs to the open file, which the duplicate shares, so it is set already; say
-	// so anyway rather than rely on how net opened the socket.
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
+	// O_NONBLOCK belongs to the open file, which the duplicate shares: net's sockets are
+	// non-blocking, so the duplicate is too, without another system call per connection.
+	return fd, dupErr
 }
 
 // AwaitFanOutRoom waits, for at most max, until this node's fan-out backlog (Config.FanOutBacklog)
