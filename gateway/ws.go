@@ -207,9 +207,14 @@ func (s *wsSession) handle(f clientFrame) error {
 }
 
 func (s *wsSession) handleAuth(f clientFrame) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	claims, err := s.gw.auth.Verify(ctx, f.Token)
+	var claims *auth.Claims
+	var err error
+	// Verifying may fetch a key set over the network.
+	s.gw.poller.Blocking(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		claims, err = s.gw.auth.Verify(ctx, f.Token)
+	})
 	if err != nil {
 		if errors.Is(err, auth.ErrExpired) {
 			return closeWith(4001, "token_expired", "token expired")
@@ -283,9 +288,16 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, "too-many-channels", "a connection may subscribe to at most "+itoa(s.gw.cfg.MaxChannelsPerConn)+" channels"), nil)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
-	defer cancel()
-	sub, page, err := s.gw.join(ctx, f.Channel, s, kindWS, since)
+	var (
+		sub  *subscription
+		page broker.HistoryPage
+		err  error
+	)
+	s.gw.poller.Blocking(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
+		defer cancel()
+		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
+	})
 	if err != nil {
 		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
 		return
@@ -350,9 +362,15 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, code, msg), nil)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
-	defer cancel()
-	res, err := s.gw.broker.Publish(ctx, req)
+	var (
+		res broker.PublishResult
+		err error
+	)
+	s.gw.poller.Blocking(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
+		defer cancel()
+		res, err = s.gw.broker.Publish(ctx, req)
+	})
 	if err != nil {
 		s.gw.metrics.PublishErrors.WithLabelValues("broker").Inc()
 		s.write(errorFrame(f.ID, "unavailable", "publish failed; retry with the same idempotency_key"), nil)

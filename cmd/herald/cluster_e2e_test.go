@@ -369,3 +369,96 @@ func publishRetrying(t *testing.T, s *server, channel, data string) {
 	}
 	t.Fatalf("publish to %s never succeeded", channel)
 }
+
+// TestFrozenValkeyDoesNotStallOtherConnections: while Valkey is frozen, WebSocket subscribes
+// wait for it (up to --valkey-timeout), more of them at once than the node has epoll workers.
+// Connections that do not need Valkey must still be answered at once: a ping on an open
+// connection, and a new connection's handshake.
+func TestFrozenValkeyDoesNotStallOtherConnections(t *testing.T) {
+	v := valkeytest.StartServer(t)
+	s := startNode(t, v.URL(), "--valkey-timeout", "4s")
+	wsURL := strings.Replace(s.base, "http", "ws", 1) + "/v1/ws?access_token=" + s.sub
+	dial := func() (net.Conn, io.ReadWriter) {
+		t.Helper()
+		conn, br, _, err := ws.Dial(context.Background(), wsURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if br != nil {
+			return conn, struct {
+				io.Reader
+				io.Writer
+			}{io.MultiReader(br, conn), conn}
+		}
+		return conn, conn
+	}
+	// awaitFrame reads server frames until one of type typ.
+	awaitFrame := func(conn net.Conn, r io.ReadWriter, typ string) map[string]any {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			p, err := wsutil.ReadServerText(r)
+			if err != nil {
+				t.Fatalf("waiting for a %s frame: %v", typ, err)
+			}
+			var m map[string]any
+			json.Unmarshal(p, &m)
+			if m["type"] == typ {
+				return m
+			}
+		}
+	}
+	bystander, br := dial()
+	awaitFrame(bystander, br, "connected")
+
+	v.Pause()
+	defer v.Resume()
+	const waiting = 100 // the default pool is 32 workers on this machine
+	stuck := make([]net.Conn, waiting)
+	readers := make([]io.ReadWriter, waiting)
+	for i := range stuck {
+		stuck[i], readers[i] = dial()
+		awaitFrame(stuck[i], readers[i], "connected")
+		wsutil.WriteClientText(stuck[i], fmt.Appendf(nil, `{"type":"subscribe","id":1,"channel":"frozen-%d"}`, i))
+	}
+	time.Sleep(300 * time.Millisecond) // let the subscribes reach the frozen store
+
+	for i := range 3 {
+		start := time.Now()
+		wsutil.WriteClientText(bystander, fmt.Appendf(nil, `{"type":"ping","id":%d}`, i+1))
+		awaitFrame(bystander, br, "pong")
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("ping %d answered after %v while subscribes wait on a frozen Valkey", i, took)
+		}
+	}
+	start := time.Now()
+	late, lr := dial()
+	awaitFrame(late, lr, "connected")
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("a new connection was greeted after %v while subscribes wait on a frozen Valkey", took)
+	}
+
+	// The waiting subscribes end with an answer each: unavailable after the timeout, or
+	// subscribed if Valkey came back first.
+	v.Resume()
+	for i := range stuck {
+		stuck[i].SetReadDeadline(time.Now().Add(15 * time.Second))
+		for {
+			p, err := wsutil.ReadServerText(readers[i])
+			if err != nil {
+				t.Fatalf("subscribe %d got no answer: %v", i, err)
+			}
+			var m map[string]any
+			json.Unmarshal(p, &m)
+			if m["type"] == "subscribed" || (m["type"] == "error" && m["code"] == "unavailable") {
+				break
+			}
+			if m["type"] == "error" {
+				t.Fatalf("subscribe %d: %s", i, p)
+			}
+		}
+	}
+	// And the node serves subscribes again.
+	s.subscribeWS(t, "after-the-freeze", "")
+}

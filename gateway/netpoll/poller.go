@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -63,6 +64,13 @@ type Poller struct {
 	work     chan job
 	loopDone chan struct{}
 	workers  sync.WaitGroup
+
+	// standIns counts workers started by Blocking that are still owed to the pool; retire is
+	// how many workers should leave once their handler returns, so that the pool shrinks back
+	// to its size when the blocked handlers are done (see Blocking).
+	standIns atomic.Int32
+	retire   atomic.Int32
+	running  atomic.Int32 // workers alive, for tests
 }
 
 type job struct {
@@ -85,8 +93,8 @@ const wakeToken = 0
 // Config sizes a Poller.
 type Config struct {
 	// Workers is the number of goroutines that run handlers; 0 means 16 per CPU (at least 32).
-	// Handlers may wait briefly on the broker (a history read on subscribe), so the pool is
-	// larger than the CPU count.
+	// Handlers that may wait on the network say so with Blocking, which lends the pool a
+	// stand-in for the time; the pool is larger than the CPU count for short waits that do not.
 	Workers int
 	// Queue is the number of events that may wait for a worker; 0 means 4096.
 	Queue int
@@ -287,9 +295,65 @@ func (p *Poller) loop() {
 }
 
 func (p *Poller) runWorker() {
+	p.running.Add(1)
+	defer p.running.Add(-1)
 	defer p.workers.Done()
 	for j := range p.work {
 		j.h.HandleEvent(j.ev)
+		if p.leave() {
+			return
+		}
+	}
+}
+
+// maxStandIns bounds the stand-in workers alive at once. Past it, a blocking handler holds its
+// worker as before: a bound on goroutines during a long outage, when every connection may be
+// waiting on the broker.
+const maxStandIns = 8192
+
+// Blocking runs fn, which may wait on the network (a broker that is slow or down, a key server),
+// on the calling goroutine, and meanwhile lends the pool a stand-in worker, so that the other
+// connections' events are still handled: without it a few dozen connections waiting on a
+// frozen broker would stop every connection of the node. Handlers call it around the waiting
+// part; the connection itself gets no new event meanwhile (its registration is one-shot and not
+// re-armed), so its frames stay in order. Once fn returns, one worker leaves the pool after its
+// current handler, and the pool is back to its size.
+func (p *Poller) Blocking(fn func()) {
+	if p.standIns.Add(1) > maxStandIns {
+		p.standIns.Add(-1)
+		fn()
+		return
+	}
+	p.mu.RLock()
+	closed := p.closed
+	if !closed {
+		p.workers.Add(1)
+	}
+	p.mu.RUnlock()
+	if closed {
+		p.standIns.Add(-1)
+		fn()
+		return
+	}
+	go p.runWorker()
+	defer func() {
+		p.standIns.Add(-1)
+		p.retire.Add(1)
+	}()
+	fn()
+}
+
+// leave reports whether the calling worker should leave the pool: one does for each stand-in
+// whose blocked handler finished.
+func (p *Poller) leave() bool {
+	for {
+		n := p.retire.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.retire.CompareAndSwap(n, n-1) {
+			return true
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,5 +241,105 @@ func TestReusedDescriptorNumber(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if n := len(ra.events); n > 1 {
 		t.Fatalf("a's handler got %d events", n)
+	}
+}
+
+// blocker is a handler that, on its first event, waits inside Blocking until released.
+type blocker struct {
+	p        *Poller
+	entered  chan struct{}
+	release  chan struct{}
+	returned chan struct{}
+}
+
+func (b *blocker) HandleEvent(Event) {
+	b.p.Blocking(func() {
+		close(b.entered)
+		<-b.release
+	})
+	close(b.returned)
+}
+
+// TestBlockingHandlerDoesNotStarveOthers: with one worker, a handler waiting inside Blocking
+// (as a subscribe waits on a frozen broker) must not keep other connections' events from being
+// handled, and the pool must shrink back to its size once the wait ends.
+func TestBlockingHandlerDoesNotStarveOthers(t *testing.T) {
+	p, err := New(Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	blockedFd, blockedClient := tcpPair(t)
+	b := &blocker{p: p, entered: make(chan struct{}), release: make(chan struct{}), returned: make(chan struct{})}
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(b.release) }) }
+	defer release() // before p.Close, which waits for the handler
+	if _, err := register(p, blockedFd, b); err != nil {
+		t.Fatal(err)
+	}
+	otherFd, otherClient := tcpPair(t)
+	r := &recorder{events: make(chan Event, 10)}
+	od, err := register(p, otherFd, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	blockedClient.Write([]byte("subscribe"))
+	<-b.entered
+	for i := range 3 {
+		otherClient.Write([]byte("ping"))
+		waitEvent(t, r, Readable)
+		readAll(t, otherFd)
+		if err := od.Arm(Readable); err != nil {
+			t.Fatal(err)
+		}
+		if n := p.running.Load(); n != 2 {
+			t.Fatalf("event %d: %d workers while one handler waits, want 2 (the worker and its stand-in)", i, n)
+		}
+	}
+
+	release()
+	<-b.returned
+	// The pool shrinks when a worker finishes its next handler.
+	otherClient.Write([]byte("ping"))
+	waitEvent(t, r, Readable)
+	deadline := time.Now().Add(5 * time.Second)
+	for p.running.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers after the wait ended, want 1", p.running.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBlockingOutsideWorker: Blocking called outside a worker (the gateway may handle frames
+// that came with the upgrade request on the HTTP goroutine) leaves the pool at its size too.
+func TestBlockingOutsideWorker(t *testing.T) {
+	p, err := New(Config{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ran := false
+	p.Blocking(func() { ran = true })
+	if !ran {
+		t.Fatal("Blocking did not run fn")
+	}
+	// Two events, so each worker (the stand-in included) finishes a handler and one leaves.
+	fd, client := tcpPair(t)
+	r := &recorder{events: make(chan Event, 10)}
+	d, err := register(p, fd, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.running.Load() != 2 {
+		client.Write([]byte("x"))
+		waitEvent(t, r, Readable)
+		readAll(t, fd)
+		d.Arm(Readable)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers, want 2", p.running.Load())
+		}
 	}
 }
