@@ -33,6 +33,7 @@ var (
 	errNoLength     = errors.New("answer without Content-Length")
 	errInterim      = errors.New("interim 1xx answer")
 	errHeadTooLarge = errors.New("answer head too large")
+	errExtraBytes   = errors.New("bytes after the answer")
 )
 
 var (
