@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,5 +239,62 @@ func TestPubLoadReconnects(t *testing.T) {
 	}
 	if load.Rejected.Load() != uint64(did["429"]+did["no answer"]+did["chunked"]) {
 		t.Fatalf("rejected %d; server %v", load.Rejected.Load(), did)
+	}
+}
+
+// serveCanned answers every request on c with a canned 201 and allocates nothing per request.
+// It knows a request's end by the "}}" that ends the bench's JSON bodies.
+func serveCanned(c net.Conn) {
+	defer c.Close()
+	answer := []byte("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	buf := make([]byte, 4096)
+	have := 0
+	for {
+		n, err := c.Read(buf[have:])
+		if err != nil {
+			return
+		}
+		if have += n; have >= 2 && string(buf[have-2:have]) == "}}" {
+			have = 0
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// TestPubLoadNoAllocs: past its setup, a run allocates nothing per request.
+func TestPubLoadNoAllocs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { serveCanned(c) })
+		}
+	})
+	mallocs := func(count int64) uint64 {
+		load := &pubLoad{cfg: pubConfig{url: "http://" + ln.Addr().String(), channel: "c", conc: 4, count: count}}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		res, err := load.run(context.Background())
+		runtime.ReadMemStats(&after)
+		if err != nil || res.Accepted != uint64(count) {
+			t.Fatalf("accepted %d of %d: %v", res.Accepted, count, err)
+		}
+		return after.Mallocs - before.Mallocs
+	}
+	mallocs(100) // warm up
+	small, large := mallocs(1000), mallocs(5000)
+	if perRequest := (float64(large) - float64(small)) / 4000; perRequest > 0.05 {
+		t.Fatalf("%.2f allocations per request (%d for 1000 requests, %d for 5000)", perRequest, small, large)
 	}
 }
