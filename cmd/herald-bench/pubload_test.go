@@ -247,15 +247,17 @@ func TestPubLoadReconnects(t *testing.T) {
 func serveCanned(c net.Conn) {
 	defer c.Close()
 	answer := []byte("HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-	buf := make([]byte, 4096)
-	have := 0
+	buf := make([]byte, 64<<10)
+	var last [2]byte // the last two bytes read
 	for {
-		n, err := c.Read(buf[have:])
+		n, err := c.Read(buf[2:])
 		if err != nil {
 			return
 		}
-		if have += n; have >= 2 && string(buf[have-2:have]) == "}}" {
-			have = 0
+		copy(buf, last[:])
+		copy(last[:], buf[n:n+2])
+		if string(last[:]) == "}}" {
+			last = [2]byte{}
 			if _, err := c.Write(answer); err != nil {
 				return
 			}
@@ -263,15 +265,14 @@ func serveCanned(c net.Conn) {
 	}
 }
 
-// TestPubLoadNoAllocs: past its setup, a run allocates nothing per request.
-func TestPubLoadNoAllocs(t *testing.T) {
+// startCanned starts a server that answers with serveCanned and returns its base URL.
+func startCanned(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer ln.Close()
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -281,8 +282,27 @@ func TestPubLoadNoAllocs(t *testing.T) {
 			wg.Go(func() { serveCanned(c) })
 		}
 	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestPubLoadLongRequests sends requests too long for one write: the rest goes out on EPOLLOUT.
+func TestPubLoadLongRequests(t *testing.T) {
+	load := &pubLoad{cfg: pubConfig{url: startCanned(t), channel: "c", conc: 4, count: 100, pad: 1 << 20}}
+	res, err := load.run(context.Background())
+	if err != nil || res.Accepted != 100 || len(res.Errors) != 0 {
+		t.Fatalf("accepted %d, errors %v: %v", res.Accepted, res.Errors, err)
+	}
+}
+
+// TestPubLoadNoAllocs: past its setup, a run allocates nothing per request.
+func TestPubLoadNoAllocs(t *testing.T) {
+	url := startCanned(t)
 	mallocs := func(count int64) uint64 {
-		load := &pubLoad{cfg: pubConfig{url: "http://" + ln.Addr().String(), channel: "c", conc: 4, count: count}}
+		load := &pubLoad{cfg: pubConfig{url: url, channel: "c", conc: 4, count: count}}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		res, err := load.run(context.Background())
