@@ -40,7 +40,7 @@ type pubLoad struct {
 }
 
 // pubLoops is how many epoll loops share a run's publishers: one. On the 2-core machine, with 64
-// publishers flat out, one loop for every CPU cost the bench about 40% more CPU per request than
+// publishers flat out, one loop for every CPU cost the bench 40-50% more CPU per request than
 // a single loop: each epoll_wait then returns fewer answers, and the loops sleep and wake more.
 func pubLoops(conc int) int { return min(conc, 1) }
 
