@@ -1,90 +1,100 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// publisher is one keep-alive HTTP/1.1 connection that POSTs messages to a channel. It is
-// written by hand rather than with net/http so that the bench's own cost per publish stays a
-// small fraction of the gateway's: one write and one buffered read, no allocation per request.
-type publisher struct {
-	addr   string // host:port to dial
-	head   []byte // request line and headers up to "Content-Length: "
-	pad    []byte // filler to make messages larger
-	conn   net.Conn
-	br     *bufio.Reader
-	req    []byte
-	dialer net.Dialer
+// pubState is where a publisher is between two requests.
+type pubState uint8
+
+const (
+	psFree    pubState = iota // no request in flight; connected or not
+	psDialing                 // non-blocking connect in progress, a request waiting for it
+	psWriting                 // the request did not fit in one write; the rest waits for EPOLLOUT
+	psWaiting                 // the request is written; reading the answer
+	psBackoff                 // after an error, 429 or 503: resting until resumeAt
+	psDone                    // finished for this run
+)
+
+// pubConn is one publisher: a keep-alive HTTP/1.1 connection with at most one request in
+// flight. It is written by hand rather than with net/http, and driven by its pubLoop rather
+// than a goroutine of its own, so that a request costs the bench about one write and one read
+// and no allocation. Everything in it belongs to its loop's goroutine.
+type pubConn struct {
+	idx      int32  // position in pubLoop.conns; epoll events carry it
+	gen      uint32 // bumped for every socket; events carry it, so a closed socket's are ignored
+	fd       int    // -1 while not connected
+	state    pubState
+	n        int64 // number of the message being sent
+	due      int64 // unix ns a paced send was scheduled for; 0 when flat out
+	sent     int64 // unix ns the request was written
+	dialAt   int64 // unix ns the current connect began
+	resumeAt int64 // unix ns the backoff ends
+	req      []byte
+	off      int // bytes of req written
+	ans      answerReader
 }
 
-func newPublisher(base, token, channel string, pad int) (*publisher, error) {
+// pubTarget is what every publisher of a run shares: where to connect and what to send.
+type pubTarget struct {
+	family int
+	dst    unix.Sockaddr
+	head   []byte // request line and headers up to "Content-Length: "
+	pad    []byte // filler to make messages larger
+}
+
+// newPubTarget resolves the gateway's address and prepares the request head for channel.
+func newPubTarget(base, token, channel string, pad int) (*pubTarget, error) {
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("--url %q: want http://host:port", base)
 	}
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+	port := u.Port()
+	if port == "" {
+		port = "80"
 	}
-	head := []byte("POST /v1/channels/" + url.PathEscape(channel) + "/messages HTTP/1.1\r\nHost: " + u.Host +
+	addr, err := net.ResolveTCPAddr("tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return nil, fmt.Errorf("--url: %w", err)
+	}
+	t := &pubTarget{pad: bytes.Repeat([]byte("x"), pad)}
+	if ip4 := addr.IP.To4(); ip4 != nil {
+		sa := &unix.SockaddrInet4{Port: addr.Port}
+		copy(sa.Addr[:], ip4)
+		t.family, t.dst = unix.AF_INET, sa
+	} else {
+		sa := &unix.SockaddrInet6{Port: addr.Port}
+		copy(sa.Addr[:], addr.IP.To16())
+		t.family, t.dst = unix.AF_INET6, sa
+	}
+	t.head = []byte("POST /v1/channels/" + url.PathEscape(channel) + "/messages HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nContent-Type: application/json\r\n")
-	head = appendAuth(head, token)
-	head = append(head, "Content-Length: "...)
-	return &publisher{addr: addr, head: head, pad: bytes.Repeat([]byte("x"), pad),
-		dialer: net.Dialer{Timeout: 10 * time.Second}}, nil
-}
-
-// publish sends message n, stamped with the time it is written, and reads the answer.
-func (p *publisher) publish(n int64) (status int, sent int64, err error) {
-	if p.conn == nil {
-		c, err := p.dialer.Dial("tcp", p.addr)
-		if err != nil {
-			return 0, 0, err
-		}
-		p.conn = c
-		if p.br == nil {
-			p.br = bufio.NewReaderSize(c, 4096)
-		} else {
-			p.br.Reset(c)
-		}
-	}
-	sent = time.Now().UnixNano()
-	p.req = p.build(p.req[:0], n, sent)
-	if _, err := p.conn.Write(p.req); err != nil {
-		p.reset()
-		return 0, sent, err
-	}
-	status, closeAfter, err := readResponse(p.br)
-	if err != nil || closeAfter {
-		p.reset()
-	}
-	return status, sent, err
+	t.head = appendAuth(t.head, token)
+	t.head = append(t.head, "Content-Length: "...)
+	return t, nil
 }
 
 // build appends the request for message n: {"data":{"t":<sent>,"n":<n>[,"p":"xx.."]}}.
-func (p *publisher) build(b []byte, n, sent int64) []byte {
+func (t *pubTarget) build(b []byte, n, sent int64) []byte {
 	bodyLen := len(`{"data":{"t":,"n":}}`) + digits(sent) + digits(n)
-	if len(p.pad) > 0 {
-		bodyLen += len(`,"p":""`) + len(p.pad)
+	if len(t.pad) > 0 {
+		bodyLen += len(`,"p":""`) + len(t.pad)
 	}
-	b = append(b, p.head...)
+	b = append(b, t.head...)
 	b = strconv.AppendInt(b, int64(bodyLen), 10)
 	b = append(b, "\r\n\r\n"+`{"data":{"t":`...)
 	b = strconv.AppendInt(b, sent, 10)
 	b = append(b, `,"n":`...)
 	b = strconv.AppendInt(b, n, 10)
-	if len(p.pad) > 0 {
+	if len(t.pad) > 0 {
 		b = append(b, `,"p":"`...)
-		b = append(b, p.pad...)
+		b = append(b, t.pad...)
 		b = append(b, '"')
 	}
 	return append(b, "}}"...)
@@ -103,76 +113,25 @@ func digits(v int64) int {
 	return n
 }
 
-func (p *publisher) reset() {
-	if p.conn != nil {
-		p.conn.Close()
-		p.conn = nil
-	}
-}
-
-func (p *publisher) close() { p.reset() }
-
-// readResponse reads one response and discards its body. closeAfter reports that the server
-// ends the connection after it.
-func readResponse(br *bufio.Reader) (status int, closeAfter bool, err error) {
-	line, err := br.ReadSlice('\n')
+// socket opens a non-blocking socket and starts connecting it to the gateway.
+func (t *pubTarget) socket() (int, error) {
+	fd, err := unix.Socket(t.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, true, err
+		return -1, err
 	}
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) {
-		return 0, true, errors.New("malformed status line")
+	// Like net.Dial: a request goes out in one segment at once, whatever is unacknowledged.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, t.dst); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, err
 	}
-	if status, err = strconv.Atoi(string(line[9:12])); err != nil {
-		return 0, true, errors.New("malformed status line")
-	}
-	length, chunked := -1, false
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return status, true, err
-		}
-		line = bytes.TrimRight(line, "\r\n")
-		if len(line) == 0 {
-			break
-		}
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
-			if length, err = strconv.Atoi(string(value)); err != nil {
-				return status, true, errors.New("malformed Content-Length")
-			}
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			chunked = bytes.EqualFold(value, []byte("chunked"))
-		case bytes.EqualFold(name, []byte("Connection")):
-			closeAfter = bytes.EqualFold(value, []byte("close"))
-		}
-	}
-	switch {
-	case chunked:
-		if _, err = io.Copy(io.Discard, httputil.NewChunkedReader(br)); err == nil {
-			err = skipTrailers(br)
-		}
-	case length >= 0:
-		_, err = br.Discard(length)
-	default:
-		closeAfter = true // the body runs to EOF
-	}
-	return status, closeAfter, err
+	return fd, nil
 }
 
-// skipTrailers reads the trailer section that ends a chunked body, up to its empty line.
-func skipTrailers(br *bufio.Reader) error {
-	for {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return nil
-		}
+// closeFD closes the connection, if any; the kernel drops it from the epoll set.
+func (c *pubConn) closeFD() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
 	}
 }
