@@ -206,6 +206,9 @@ func (l *pubLoop) startNext(c *pubConn, now int64) {
 		return
 	}
 	if count := l.load.cfg.count; count > 0 && l.load.tickets.Add(1) > count {
+		// Give the ticket back: a request in flight elsewhere may still be rejected, and its
+		// publisher then needs a ticket to send the message again.
+		l.load.tickets.Add(-1)
 		l.finish(c)
 		return
 	}
