@@ -70,6 +70,8 @@ type Poller struct {
 	// to its size when the blocked handlers are done (see Blocking).
 	standIns atomic.Int32
 	retire   atomic.Int32
+	blocked  atomic.Int32 // handlers inside Blocking
+	spare    int32        // how many may wait in Blocking without a stand-in: half the pool
 	running  atomic.Int32 // workers alive, for tests
 }
 
@@ -125,6 +127,7 @@ func New(cfg Config) (*Poller, error) {
 		return nil, fmt.Errorf("netpoll: register eventfd: %w", err)
 	}
 	p := &Poller{
+		spare:    int32(cfg.Workers / 2),
 		epfd:     epfd,
 		wakeFd:   wakeFd,
 		work:     make(chan job, cfg.Queue),
@@ -312,13 +315,22 @@ func (p *Poller) runWorker() {
 const maxStandIns = 8192
 
 // Blocking runs fn, which may wait on the network (a broker that is slow or down, a key server),
-// on the calling goroutine, and meanwhile lends the pool a stand-in worker, so that the other
-// connections' events are still handled: without it a few dozen connections waiting on a
-// frozen broker would stop every connection of the node. Handlers call it around the waiting
+// on the calling goroutine. Once half the pool is waiting in Blocking, it lends the pool a
+// stand-in worker for each further wait, so that the other connections' events are still
+// handled: without it a few dozen connections waiting on a frozen broker would stop every
+// connection of the node. Handlers call it around the waiting
 // part; the connection itself gets no new event meanwhile (its registration is one-shot and not
 // re-armed), so its frames stay in order. Once fn returns, one worker leaves the pool after its
 // current handler, and the pool is back to its size.
 func (p *Poller) Blocking(fn func()) {
+	// While at most half the pool waits, the other half serves the other connections: no
+	// stand-in is needed, and the common short wait (a local broker) costs no goroutine.
+	if p.blocked.Add(1) <= p.spare {
+		defer p.blocked.Add(-1)
+		fn()
+		return
+	}
+	defer p.blocked.Add(-1)
 	if p.standIns.Add(1) > maxStandIns {
 		p.standIns.Add(-1)
 		fn()
