@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -61,7 +62,11 @@ func (s *server) recoverPanics(next echo.HandlerFunc, c echo.Context) (err error
 // successful requests, the bulk of them, are at debug level, which is off by default.
 func (s *server) logRequest(c echo.Context, start time.Time) {
 	r := c.Request()
-	status := c.Response().Status
+	s.logLine(r.Context(), r.Method, r.URL.Path, r.URL.RawQuery, c.Response().Status, start)
+}
+
+// logLine writes a request's log line at the level its status calls for (see observe).
+func (s *server) logLine(ctx context.Context, method, path, rawQuery string, status int, start time.Time) {
 	level := slog.LevelDebug
 	switch {
 	case status >= 500:
@@ -69,12 +74,11 @@ func (s *server) logRequest(c echo.Context, start time.Time) {
 	case status >= 400:
 		level = slog.LevelInfo
 	}
-	ctx := r.Context()
 	if !s.log.Enabled(ctx, level) {
 		return
 	}
-	s.log.Log(ctx, level, "http request", "method", r.Method, "path", r.URL.Path,
-		"query", auth.RedactQuery(r.URL.RawQuery), "status", status,
+	s.log.Log(ctx, level, "http request", "method", method, "path", path,
+		"query", auth.RedactQuery(rawQuery), "status", status,
 		"duration", time.Since(start))
 }
 

@@ -54,7 +54,7 @@ func (s *server) publish(c echo.Context) (err error) {
 		return err
 	}
 	defer body.release()
-	msg, err := publishMessage(body)
+	msg, usual, err := publishMessage(body)
 	if err != nil {
 		return err
 	}
@@ -73,10 +73,16 @@ func (s *server) publish(c echo.Context) (err error) {
 	if err != nil {
 		return s.brokerProblem(ctx, err)
 	}
+	if !res.Duplicate {
+		s.metrics.Published.Inc()
+	}
+	// A body of the usual form says the next publish on this connection likely has the fast
+	// path's shape too; hand the connection to the epoll core for those.
+	if usual && s.adoptConnection(c, res.ID, channel, res.Duplicate) {
+		return nil
+	}
 	if res.Duplicate {
 		c.Response().Header().Set(headerReplayed, "true")
-	} else {
-		s.metrics.Published.Inc()
 	}
 	// The answer is built in the body's buffer, which the message no longer needs.
 	out := appendPublishResponse(body.bytes()[:0], res.ID, channel)
@@ -88,17 +94,16 @@ func (s *server) publish(c echo.Context) (err error) {
 }
 
 // publishMessage reads the message out of a publish body: by parsePublish when the body has
-// the usual form, else by encoding/json (with its errors for bad input). Data may be a slice of
-// the body's buffer.
-func publishMessage(body requestBody) (publishRequest, error) {
+// the usual form (usual is then true), else by encoding/json (with its errors for bad input).
+// Data may be a slice of the body's buffer.
+func publishMessage(body requestBody) (msg publishRequest, usual bool, err error) {
 	if body.err == nil {
 		if data, event, ok := parsePublish(body.bytes()); ok {
-			return publishRequest{Data: data, Event: event}, nil
+			return publishRequest{Data: data, Event: event}, true, nil
 		}
 	}
-	var msg publishRequest
-	err := body.decode(&msg)
-	return msg, err
+	err = body.decode(&msg)
+	return msg, false, err
 }
 
 // appendPublishResponse appends the JSON of publishResponse{id, channel} to b, byte for byte

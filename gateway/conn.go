@@ -112,7 +112,7 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 			c.readAvailable()
 		}
 		c.evMu.Lock()
-		if c.pendingEv == 0 {
+		if c.pendingEv == 0 || c.fdClosed {
 			c.busy = false
 			if c.closeFD {
 				c.closeFD, c.fdClosed = false, true
@@ -156,6 +156,12 @@ func (c *conn) readAvailable() {
 			c.lastSeen.Store(c.gw.wheel.now())
 			if perr := c.proto.onData(buf[:n]); perr != nil {
 				c.close(causeFromError(perr))
+				return
+			}
+			if n < len(buf) && err == nil {
+				// The socket is most likely drained: leave it to the next event rather than pay
+				// for a read that finds nothing. Re-arming is level-triggered, so bytes that
+				// arrived meanwhile raise that event at once.
 				return
 			}
 		}
@@ -304,6 +310,9 @@ func (c *conn) closeGracefully(cause closeCause) {
 	defer c.wmu.Unlock()
 	if c.closed || c.closeAfter {
 		return
+	}
+	if p, ok := c.proto.(interface{ closesLater() bool }); ok && p.closesLater() {
+		return // the protocol closes it once its work in progress is done
 	}
 	c.reason = reasonOf(cause.metric)
 	if f := c.proto.closeFrame(cause); len(f) > 0 {

@@ -107,7 +107,8 @@ type Gateway struct {
 
 	nextID   atomic.Uint64
 	draining atomic.Bool
-	stopping chan struct{} // closed when Shutdown begins: long-polls return
+	handBack atomic.Pointer[handBackListener] // set by Listener
+	stopping chan struct{}                    // closed when Shutdown begins: long-polls return
 
 	authMu      sync.Mutex
 	pendingAuth map[*wsSession]int64 // unauthenticated sessions and their deadline tick
@@ -268,7 +269,9 @@ func (g *Gateway) janitor() {
 			}
 			c.proto.cleanup()
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
-			g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()
+			if c.reason != reasonHandedBack { // still open, in net/http's hands
+				g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()
+			}
 		}
 		if !open {
 			return
@@ -405,6 +408,8 @@ func kindName(k sinkKind) string {
 		return "websocket"
 	case kindSSE:
 		return "sse"
+	case kindHTTP:
+		return "http"
 	}
 	return "poll"
 }

@@ -35,6 +35,7 @@ const (
 	kindWS sinkKind = iota
 	kindSSE
 	kindPoll
+	kindHTTP // not a subscriber: a keep-alive HTTP connection of a publisher (see AdoptHTTP)
 )
 
 // sink receives a subscription's messages. deliver must not block: it writes what the socket

@@ -3,6 +3,7 @@
 package problem
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -39,9 +40,23 @@ func Write(w http.ResponseWriter, d *Details) {
 	h.Set("Content-Type", ContentType)
 	h.Set("Cache-Control", "no-store")
 	if d.RetryAfter > 0 {
-		secs := int((d.RetryAfter + time.Second - 1) / time.Second)
-		h.Set("Retry-After", strconv.Itoa(secs))
+		h.Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
 	}
 	w.WriteHeader(d.Status)
-	_ = json.NewEncoder(w).Encode(d)
+	_, _ = w.Write(d.JSON())
+}
+
+// RetryAfterSeconds is RetryAfter in whole seconds, rounded up; 0 when it is not set.
+func (d *Details) RetryAfterSeconds() int {
+	if d.RetryAfter <= 0 {
+		return 0
+	}
+	return int((d.RetryAfter + time.Second - 1) / time.Second)
+}
+
+// JSON is the problem document as Write sends it (a newline ends it).
+func (d *Details) JSON() []byte {
+	var b bytes.Buffer
+	_ = json.NewEncoder(&b).Encode(d) // Details always encodes
+	return b.Bytes()
 }

@@ -181,7 +181,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Through the gateway's listener, keep-alive publisher connections can move to the epoll
+	// core and back (see gateway.Gateway.Listener).
+	go func() { served <- srv.Serve(gw.Listener(ln)) }()
 	if c.debugListen != "" {
 		stopDebug := serveDebug(c.debugListen, log)
 		defer stopDebug()

@@ -275,7 +275,7 @@ const (
 	hCookie
 	hContentLength
 	hConnection
-	hUnsupported // headers that change how the request is read or answered
+	hUnsupported           // headers that change how the request is read or answered
 	once         headerSet = 1 << 15
 )
 
