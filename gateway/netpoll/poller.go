@@ -17,9 +17,11 @@ package netpoll
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -54,7 +56,9 @@ var errNotRegistered = errors.New("netpoll: not registered")
 // handlers.
 type Poller struct {
 	epfd   int
-	wakeFd int // eventfd that interrupts epoll_wait on Close
+	epFile *os.File        // owns epfd; the wait loop parks on it in Go's poller
+	epRaw  syscall.RawConn // epFile's
+	wakeFd int             // eventfd that ends the wait loop on Close
 
 	mu     sync.RWMutex // guards slots, free and closed
 	slots  []slot       // registrations by index; a token is the index and its generation
@@ -126,9 +130,27 @@ func New(cfg Config) (*Poller, error) {
 		unix.Close(wakeFd)
 		return nil, fmt.Errorf("netpoll: register eventfd: %w", err)
 	}
+	// The wait loop parks in Go's own poller until the epoll instance has events (an epoll
+	// descriptor is itself pollable) instead of blocking a thread in epoll_wait: a thread in a
+	// blocking system call keeps its P until the runtime's monitor takes it back, which can
+	// take milliseconds, and meanwhile the workers the loop woke wait for a P.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakeFd)
+		return nil, fmt.Errorf("netpoll: epoll descriptor: %w", err)
+	}
+	epFile := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := epFile.SyscallConn()
+	if err != nil {
+		epFile.Close()
+		unix.Close(wakeFd)
+		return nil, fmt.Errorf("netpoll: epoll descriptor: %w", err)
+	}
 	p := &Poller{
 		spare:    int32(cfg.Workers / 2),
 		epfd:     epfd,
+		epFile:   epFile,
+		epRaw:    rc,
 		wakeFd:   wakeFd,
 		work:     make(chan job, cfg.Queue),
 		loopDone: make(chan struct{}),
@@ -268,18 +290,15 @@ func (p *Poller) Close() error {
 	close(p.work)
 	p.workers.Wait()
 	unix.Close(p.wakeFd)
-	return unix.Close(p.epfd)
+	return p.epFile.Close()
 }
 
 func (p *Poller) loop() {
 	defer close(p.loopDone)
 	events := make([]unix.EpollEvent, 256)
 	for {
-		n, err := unix.EpollWait(p.epfd, events, -1)
+		n, err := p.wait(events)
 		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
 			// Nothing sensible can continue without the epoll instance.
 			panic(fmt.Sprintf("netpoll: epoll_wait: %v", err))
 		}
@@ -295,6 +314,26 @@ func (p *Poller) loop() {
 			p.work <- job{h: h, ev: translate(events[i].Events)}
 		}
 	}
+}
+
+// wait returns the next events: it takes those ready, and when there are none it parks in Go's
+// poller until the epoll descriptor becomes readable.
+func (p *Poller) wait(events []unix.EpollEvent) (int, error) {
+	var (
+		n    int
+		werr error
+	)
+	err := p.epRaw.Read(func(fd uintptr) bool {
+		n, werr = unix.EpollWait(int(fd), events, 0)
+		if werr == unix.EINTR {
+			n, werr = 0, nil
+		}
+		return n > 0 || werr != nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 func (p *Poller) runWorker() {
