@@ -97,6 +97,62 @@ func benchFanOut(b *testing.B, n, batch int) {
 	}
 }
 
+// BenchmarkLoopbackWrite is the floor under any fan-out over TCP on this machine: one
+// non-blocking write of a 100-byte frame to each of 1,000 loopback TCP connections in turn, whose
+// peers read, with no gateway code at all. A delivery to a subscriber on loopback can cost no
+// less than this (on loopback the kernel also runs the receiving half of TCP in the writer's
+// context), which is what bounds the fan-out's CPU per delivery at a low message rate, where
+// each message goes out alone.
+func BenchmarkLoopbackWrite(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	const n = 1000
+	fds := make([]int, 0, n)
+	var peers []net.Conn
+	done := make(chan struct{}, n)
+	for range n {
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		server, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		fd, err := detach(server)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fds = append(fds, fd)
+		peers = append(peers, client)
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := client.Read(buf); err != nil {
+					done <- struct{}{}
+					return
+				}
+			}
+		}()
+	}
+	frame := make([]byte, 100)
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := unix.Write(fds[i%n], frame); err != nil && err != unix.EAGAIN {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	for i := range fds {
+		unix.Close(fds[i])
+		peers[i].Close()
+		<-done
+	}
+}
+
 // socketPair returns two connected stream sockets as net.Conns.
 func socketPair(tb testing.TB) (net.Conn, net.Conn) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
