@@ -272,26 +272,51 @@ func (c *conn) writeNow(p []byte) (int, error) { return taken(unix.Write(c.fd, p
 func (c *conn) flush() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	for len(c.queue) > 0 && !c.closed {
-		p := c.queue[0]
-		n, err := c.writeNow(p)
-		if err != nil {
-			c.closeLocked(causeIO)
-			return
+	if len(c.queue) > 0 && !c.closed {
+		// The queue goes out with one writev per 1,024 buffers, not a write per buffer: a
+		// subscriber that fell behind can have many small messages queued.
+		v := flushVecs.Get().(*iovecs)
+		for len(c.queue) > 0 && !c.closed {
+			for _, p := range c.queue[:min(len(c.queue), maxIovecs)] {
+				v.add(p)
+			}
+			total := v.total
+			n, err := v.writeTo(c.fd)
+			v.reset()
+			if err != nil {
+				c.closeLocked(causeIO)
+				break
+			}
+			c.dequeue(n)
+			if n < total {
+				break // the socket is full again
+			}
 		}
-		c.queued -= n
-		if n < len(p) {
-			c.queue[0] = p[n:]
-			return
-		}
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
+		flushVecs.Put(v)
 	}
 	if len(c.queue) == 0 {
 		c.queue = nil // let the backing array go: an idle connection holds no buffer
 		if c.closeAfter && !c.closed {
 			c.closeLocked(closeCause{})
 		}
+	}
+}
+
+// flushVecs holds the gathering space of flush.
+var flushVecs = sync.Pool{New: func() any { return new(iovecs) }}
+
+// dequeue drops the first n queued bytes, which the socket took. wmu must be held.
+func (c *conn) dequeue(n int) {
+	c.queued -= n
+	i := 0
+	for i < len(c.queue) && n >= len(c.queue[i]) {
+		n -= len(c.queue[i])
+		c.queue[i] = nil
+		i++
+	}
+	c.queue = c.queue[i:]
+	if n > 0 {
+		c.queue[0] = c.queue[0][n:]
 	}
 }
 

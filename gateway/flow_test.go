@@ -348,3 +348,39 @@ func TestSubscribingEveryAllowedChannelAtOnce(t *testing.T) {
 	c.send(map[string]any{"type": "ping", "id": 1})
 	c.expect("pong")
 }
+
+// TestQueuedMessagesArriveInOrderAfterAStall: a subscriber that stops reading makes the gateway
+// queue what its socket does not take; once it reads again, the queue goes out (gathered into
+// few writes) and every message arrives once, in order.
+func TestQueuedMessagesArriveInOrderAfterAStall(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 20 }), withRetention(100000, time.Hour))
+	c := e.dialWS(nil)
+	c.auth(e.token([]string{"stall"}, nil, time.Hour))
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "stall"})
+	c.expect("subscribed")
+
+	// The client reads nothing while 10,000 messages of about 1 KB (10 MB, more than loopback
+	// socket buffers hold, less than the queue bound set above) are published.
+	const n = 10000
+	pad := strings.Repeat("x", 1000)
+	var ids []string
+	for i := range n {
+		ids = append(ids, e.publish("stall", fmt.Sprintf(`{"i":%d,"pad":%q}`, i, pad)).String())
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		queued := 0
+		e.gw.wheel.each(func(c *conn) {
+			c.wmu.Lock()
+			queued = max(queued, len(c.queue))
+			c.wmu.Unlock()
+		})
+		return queued > 100
+	}, "the gateway queues messages for the stalled subscriber")
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i, want := range ids {
+		m := c.expect("message")
+		if m["id"] != want || m["data"].(map[string]any)["i"] != float64(i) {
+			t.Fatalf("message %d: %v, want id %s", i, m, want)
+		}
+	}
+}
