@@ -32,13 +32,17 @@ type publishResult struct {
 	Dups        uint64            `json:"duplicated"`
 	TimedOut    bool              `json:"drain_timed_out,omitempty"`
 	LossySubs   int               `json:"subscribers_with_loss,omitempty"`
-	GatewayCPU  float64           `json:"gateway_cpu_seconds"`
-	CPUPerPub   float64           `json:"gateway_cpu_us_per_publish"`
-	BenchCPU    float64           `json:"bench_cpu_seconds"`
-	GatewayCore float64           `json:"gateway_cores"`
-	BenchCores  float64           `json:"bench_cores"`
-	OtherCores  float64           `json:"other_processes_cores"`
-	Notes       []string          `json:"notes,omitempty"`
+	// Closes are subscriber connections the gateway ended during the run, by reason. The bench
+	// does not resume them: a "slow_consumer" close (4008) means the bench read too slowly, and
+	// the messages after it count as lost for that subscriber.
+	Closes      map[string]int `json:"lost_after_subscribe,omitempty"`
+	GatewayCPU  float64        `json:"gateway_cpu_seconds"`
+	CPUPerPub   float64        `json:"gateway_cpu_us_per_publish"`
+	BenchCPU    float64        `json:"bench_cpu_seconds"`
+	GatewayCore float64        `json:"gateway_cores"`
+	BenchCores  float64        `json:"bench_cores"`
+	OtherCores  float64        `json:"other_processes_cores"`
+	Notes       []string       `json:"notes,omitempty"`
 }
 
 func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,7 +107,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		sum, _, _ := merge(reps)
 		res.Deliveries, res.Lost, res.Dups, res.TimedOut = sum.Received, sum.Lost, sum.Dups, sum.DoneAt == 0
-		res.LossySubs = sum.LossyClients
+		res.LossySubs, res.Closes = sum.LossyClients, sum.Closes
 		cpu1 += fl.workerCPU(reps)
 	}
 	fillPublish(&res, pub, g0, g1, cpu1-cpu0)
@@ -145,6 +149,10 @@ func publishRows(r publishResult) [][2]string {
 	)
 	if r.Subscribers > 0 {
 		rows = append(rows, [2]string{"deliveries", fmt.Sprintf("%d; %s", r.Deliveries, lossText(r.Lost, r.LossySubs, r.Dups, 0, r.TimedOut))})
+		if len(r.Closes) > 0 {
+			rows = append(rows, [2]string{"connections lost", countsText(r.Closes) +
+				" (not resumed by the bench; slow_consumer: it read too slowly, its lost messages are in the log)"})
+		}
 	}
 	rows = append(rows,
 		[2]string{"gateway CPU", fmt.Sprintf("%.2f s = %.1f us per publish (%.2f cores)", r.GatewayCPU, r.CPUPerPub, r.GatewayCore)},
