@@ -53,6 +53,10 @@ type conn struct {
 	wmu        sync.Mutex
 	closed     bool
 	closeAfter bool     // close once the queue is written (a graceful close in progress)
+	// midFrame: the socket took only part of the buffer at the head of the queue, so the
+	// client has the start of a frame (or SSE event) whose end is still queued. A close frame
+	// written now would land in the middle of it.
+	midFrame bool
 	queue      [][]byte // unwritten bytes; slices may be shared with other connections: read-only
 	queued     int      // bytes in queue
 
@@ -254,6 +258,9 @@ func (c *conn) enqueue(bufs [][]byte, skip int) {
 			skip -= len(p)
 			continue
 		}
+		if len(c.queue) == 0 {
+			c.midFrame = skip > 0
+		}
 		p, skip = p[skip:], 0
 		c.queue = append(c.queue, p)
 		c.queued += len(p)
@@ -315,8 +322,12 @@ func (c *conn) dequeue(n int) {
 		i++
 	}
 	c.queue = c.queue[i:]
-	if n > 0 {
+	switch {
+	case n > 0:
 		c.queue[0] = c.queue[0][n:]
+		c.midFrame = true
+	case i > 0:
+		c.midFrame = false // the head is a whole buffer again
 	}
 }
 
@@ -362,7 +373,7 @@ func (c *conn) closeLocked(cause closeCause) {
 	if c.reason == 0 {
 		c.reason = reasonOf(cause.metric)
 	}
-	if !c.closeAfter && cause.metric != "" {
+	if !c.closeAfter && cause.metric != "" && !c.midFrame {
 		if f := c.proto.closeFrame(cause); len(f) > 0 && len(c.queue) == 0 {
 			_, _ = c.writeNow(f) // best effort: a full socket buffer loses it
 		}

@@ -158,7 +158,8 @@ func (g *Gateway) Start(b broker.Broker) {
 // Subscribers returns the number of this node's subscriptions to channel.
 func (g *Gateway) Subscribers(channel string) int { return g.hub.Subscribers(channel) }
 
-// Connections returns the number of open WebSocket and SSE connections.
+// Connections returns the number of connections the epoll core holds: WebSocket, SSE and adopted
+// keep-alive HTTP connections (see AdoptHTTP).
 func (g *Gateway) Connections() int { return g.wheel.len() }
 
 // adopt makes c the gateway's: it takes the socket out of netc (see detach), fills the

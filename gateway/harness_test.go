@@ -183,6 +183,9 @@ func (c *wsClient) read(timeout time.Duration) (map[string]any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if !h.Fin || h.Rsv != 0 || h.Masked || h.Length > 1<<24 {
+			return nil, &protocolErr{fmt.Sprintf("malformed server frame header %+v", h)}
+		}
 		payload := make([]byte, h.Length)
 		if _, err := io.ReadFull(c.br, payload); err != nil {
 			return nil, err
@@ -203,12 +206,19 @@ func (c *wsClient) read(timeout time.Duration) (map[string]any, error) {
 		case ws.OpText:
 			var m map[string]any
 			if err := json.Unmarshal(payload, &m); err != nil {
-				return nil, fmt.Errorf("server sent non-JSON %q", payload)
+				return nil, &protocolErr{fmt.Sprintf("server sent non-JSON %.200q", payload)}
 			}
 			return m, nil
+		default:
+			return nil, &protocolErr{fmt.Sprintf("server sent opcode %v", h.OpCode)}
 		}
 	}
 }
+
+// protocolErr is a server frame no client should ever get.
+type protocolErr struct{ what string }
+
+func (e *protocolErr) Error() string { return e.what }
 
 func (c *wsClient) next() map[string]any {
 	c.t.Helper()

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -219,10 +220,14 @@ func (c *wsClient) expectCloseAfterData(code int) *closeErr {
 		if err == nil {
 			continue
 		}
+		var pe *protocolErr
+		if errors.As(err, &pe) {
+			c.t.Fatalf("before the close: %v", err)
+		}
 		ce, ok := err.(*closeErr)
 		if !ok {
-			// The close frame could not be written: the socket buffer was full. The client
-			// sees the connection end, and the metric tells why.
+			// The close frame could not be written (the socket buffer was full, or a frame was
+			// half written): the client sees the connection end, and the metric tells why.
 			return &closeErr{code: code, reason: "resume"}
 		}
 		if ce.code != code {
@@ -366,5 +371,45 @@ func TestLargeChannelFanOutInOrder(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// TestSlowReaderSeesWholeFramesUntil4008: a subscriber that reads, but slower than messages
+// come, is closed with 4008 once its queue passes the bound. Up to the close it must get whole,
+// well-formed frames: a close written while a frame was half sent would land inside it.
+func TestSlowReaderSeesWholeFramesUntil4008(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 256 << 10 }))
+	tok := e.token([]string{"*"}, nil, time.Hour)
+	for attempt := range 3 {
+		slow := e.dialWS(bearer(tok))
+		slow.expect("connected")
+		channel := "trickle-" + itoa(attempt)
+		slow.send(map[string]any{"type": "subscribe", "channel": channel})
+		slow.expect("subscribed")
+		read := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := slow.read(10 * time.Second); err != nil {
+					read <- err
+					return
+				}
+				time.Sleep(time.Millisecond) // slower than the publisher below
+			}
+		}()
+		big := `"` + strings.Repeat("y", 30000) + `"`
+		waitFor(t, 20*time.Second, func() bool {
+			for range 10 {
+				e.publish(channel, big)
+			}
+			return e.gw.Subscribers(channel) == 0
+		}, "slow reader disconnected")
+		err := <-read
+		var pe *protocolErr
+		if errors.As(err, &pe) {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+		if ce, ok := err.(*closeErr); ok && ce.code != 4008 {
+			t.Fatalf("attempt %d: close %d %q, want 4008", attempt, ce.code, ce.reason)
+		}
 	}
 }

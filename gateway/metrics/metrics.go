@@ -32,7 +32,7 @@ type Metrics struct {
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "herald_connections", Help: "Open subscriber connections by transport.",
+			Name: "herald_connections", Help: "Open connections held by the epoll core, by transport (http: keep-alive publisher connections).",
 		}, []string{"transport"}),
 		Subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_subscriptions", Help: "Channel subscriptions across all connections.",
