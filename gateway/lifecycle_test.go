@@ -386,6 +386,9 @@ func TestSlowReaderSeesWholeFramesUntil4008(t *testing.T) {
 		channel := "trickle-" + itoa(attempt)
 		slow.send(map[string]any{"type": "subscribe", "channel": channel})
 		slow.expect("subscribed")
+		// The reader below runs off the test goroutine: it must not answer pings, whose write
+		// fails the test (t.Fatal) once the connection is gone.
+		slow.autoPong = false
 		read := make(chan error, 1)
 		go func() {
 			for {
@@ -403,7 +406,12 @@ func TestSlowReaderSeesWholeFramesUntil4008(t *testing.T) {
 			}
 			return e.gw.Subscribers(channel) == 0
 		}, "slow reader disconnected")
-		err := <-read
+		var err error
+		select {
+		case err = <-read:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("attempt %d: the slow reader never saw its connection end", attempt)
+		}
 		var pe *protocolErr
 		if errors.As(err, &pe) {
 			t.Fatalf("attempt %d: %v", attempt, err)
