@@ -188,6 +188,9 @@ var errNotSocket = errors.New("not a socket")
 // addresses and the runtime's poll descriptor, about 500 bytes); the duplicate keeps the socket
 // open, so the number of descriptors per connection stays one. netc is closed on every path.
 func detach(netc net.Conn) (int, error) {
+	if pc, ok := netc.(*prefixConn); ok && len(pc.prefix) == 0 {
+		netc = pc.Conn // handed back to net/http earlier (see Listener), all its bytes read
+	}
 	defer netc.Close()
 	sc, ok := netc.(syscall.Conn)
 	if !ok {

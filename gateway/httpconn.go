@@ -26,9 +26,9 @@ import (
 // applies the API's own limits.
 var httpLimits = http1.Limits{MaxHead: 8 << 10, MaxBody: 128 << 10}
 
-// httpIdleTicks is how long (in wheel ticks, seconds) an adopted connection may stay idle
-// before it is closed, as net/http's IdleTimeout does for the connections it keeps.
-const httpIdleTicks = 120
+// httpIdleTimeout is how long an adopted connection may stay idle before it is closed, as
+// net/http's IdleTimeout (the same 2 minutes in herald serve) does for the connections it keeps.
+const httpIdleTimeout = 2 * time.Minute
 
 // httpSession is a keep-alive HTTP connection that the epoll core reads.
 type httpSession struct {
@@ -186,9 +186,9 @@ func (s *httpSession) closeFrame(closeCause) []byte { return nil }
 
 func (s *httpSession) cleanup() {}
 
-// heartbeat closes a connection idle for longer than httpIdleTicks.
+// heartbeat closes a connection idle for longer than httpIdleTimeout.
 func (s *httpSession) heartbeat(now int64) {
-	if now-s.lastSeen.Load() >= httpIdleTicks {
+	if now-s.lastSeen.Load() >= int64(httpIdleTimeout/s.gw.cfg.Tick) {
 		s.close(closeCause{metric: "idle"})
 	}
 }
