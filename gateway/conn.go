@@ -52,13 +52,13 @@ type conn struct {
 	// write state, guarded by wmu
 	wmu        sync.Mutex
 	closed     bool
-	closeAfter bool     // close once the queue is written (a graceful close in progress)
+	closeAfter bool // close once the queue is written (a graceful close in progress)
 	// midFrame: the socket took only part of the buffer at the head of the queue, so the
 	// client has the start of a frame (or SSE event) whose end is still queued. A close frame
 	// written now would land in the middle of it.
 	midFrame bool
-	queue      [][]byte // unwritten bytes; slices may be shared with other connections: read-only
-	queued     int      // bytes in queue
+	queue    [][]byte // unwritten bytes; slices may be shared with other connections: read-only
+	queued   int      // bytes in queue
 
 	// liveness, read by the heartbeat wheel
 	lastSeen  atomic.Int64 // wheel tick of the last bytes received
