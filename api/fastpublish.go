@@ -70,6 +70,16 @@ type connectionAdopter interface {
 // check; it declines everything else before any effect.
 func (s *server) ServeFast(r *http1.Request, dst []byte) (out []byte, ok bool) {
 	start := time.Now()
+	// It runs on an epoll worker: a panic here must not take the process down. As on the Echo
+	// path (recoverPanics), it is logged and answered with a 500.
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("handler panicked", "method", "POST", "path", string(r.Path),
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			out = appendProblem(dst, problem.New(http.StatusInternalServerError, typeInternal, "the server could not complete the request"))
+			ok = true
+		}
+	}()
 	if string(r.Method) != http.MethodPost || len(r.Query) > 0 || r.HasOrigin || r.HasCookie ||
 		string(r.ContentType) != "application/json" || len(r.Body) > s.maxData+envelopeRoom {
 		return dst, false
@@ -105,14 +115,6 @@ func (s *server) ServeFast(r *http1.Request, dst []byte) (out []byte, ok bool) {
 		return dst, false
 	}
 	// From here on the request is the fast path's to answer.
-	defer func() {
-		if v := recover(); v != nil {
-			s.log.ErrorContext(ctx, "handler panicked", "method", "POST", "path", string(r.Path),
-				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			out = appendProblem(dst, problem.New(http.StatusInternalServerError, typeInternal, "the server could not complete the request"))
-			ok = true
-		}
-	}()
 	if p := s.awaitFanOut(ctx); p != nil {
 		return s.fastProblem(dst, r, p, start), true
 	}
