@@ -93,6 +93,12 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		}
 		return err == nil && resp.StatusCode == 200
 	}, "herald ready at %s (stderr: %s)", addr, s.logs)
+	if devModeArgs(args) {
+		// The banner is written before the first request is served, but reaches s.stdout
+		// through a pipe and a copying goroutine.
+		waitUntil(t, 5*time.Second, func() bool { return strings.Contains(s.banner(), "PUB=") },
+			"the development banner (stdout: %s)", s.banner)
+	}
 	s.mu.Lock()
 	out := s.stdout.String()
 	s.mu.Unlock()
@@ -103,6 +109,17 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		s.pub = m[1]
 	}
 	return s
+}
+
+// devModeArgs reports whether herald serve runs in development mode with args: no credential
+// configured, so it prints a banner with tokens.
+func devModeArgs(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "--jwt") || strings.HasPrefix(a, "--jwks") || strings.HasPrefix(a, "--api-key") {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *server) logs() string {

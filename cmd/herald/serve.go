@@ -180,6 +180,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// The listener is bound: say so (and print the development banner) before the first
+	// request can be answered, so that whoever waits for readiness finds the banner written.
+	log.Info("herald is serving", "listen", ln.Addr().String(), "broker", brokerName, "version", version)
+	if devMode {
+		printDevBanner(stdout, ln.Addr(), authCfg.HMACSecret)
+	}
 	served := make(chan error, 1)
 	// Through the gateway's listener, keep-alive publisher connections can move to the epoll
 	// core and back (see gateway.Gateway.Listener).
@@ -187,11 +193,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.debugListen != "" {
 		stopDebug := serveDebug(c.debugListen, log)
 		defer stopDebug()
-	}
-
-	log.Info("herald is serving", "listen", ln.Addr().String(), "broker", brokerName, "version", version)
-	if devMode {
-		printDevBanner(stdout, ln.Addr(), authCfg.HMACSecret)
 	}
 
 	select {
