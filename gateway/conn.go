@@ -113,7 +113,7 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 			c.flush()
 		}
 		if ev&(netpoll.Readable|netpoll.HangUp) != 0 {
-			c.readAvailable()
+			c.readAvailable(ev&netpoll.HangUp != 0)
 		}
 		c.evMu.Lock()
 		if c.pendingEv == 0 || c.fdClosed {
@@ -149,11 +149,12 @@ func (c *conn) rearm() {
 }
 
 // readAvailable reads what the socket holds, up to a budget so one busy client cannot hold a
-// worker, and hands it to the protocol.
-func (c *conn) readAvailable() {
+// worker, and hands it to the protocol. hangUp says the event reported the peer's end.
+func (c *conn) readAvailable(hangUp bool) {
 	bp := readBufs.Get().(*[]byte)
 	defer readBufs.Put(bp)
 	buf := *bp
+	edge := c.edgeTriggered()
 	for range 4 {
 		n, err := c.read(buf)
 		if n > 0 {
@@ -162,10 +163,11 @@ func (c *conn) readAvailable() {
 				c.close(causeFromError(perr))
 				return
 			}
-			if n < len(buf) && err == nil {
-				// The socket is most likely drained: leave it to the next event rather than pay
-				// for a read that finds nothing. Re-arming is level-triggered, so bytes that
-				// arrived meanwhile raise that event at once.
+			if n < len(buf) && err == nil && !(edge && hangUp) {
+				// The socket is drained: leave it to the next event rather than pay for a read
+				// that finds nothing. Bytes that arrive meanwhile raise that event (re-arming is
+				// level-triggered; an edge-triggered registration reports every arrival). With
+				// edge triggering the end of input is reported once: it is read now.
 				return
 			}
 		}
@@ -180,7 +182,21 @@ func (c *conn) readAvailable() {
 			return
 		}
 	}
+	if edge {
+		// The budget ran out with bytes possibly left, which raise no further event: the
+		// handler loops once more (see HandleEvent) after letting go of the read buffer.
+		c.evMu.Lock()
+		c.pendingEv |= netpoll.Readable
+		if hangUp {
+			c.pendingEv |= netpoll.HangUp
+		}
+		c.evMu.Unlock()
+	}
 }
+
+// edgeTriggered reports whether the connection is registered with netpoll.RegisterEdge: the
+// keep-alive HTTP connections (see Gateway.start).
+func (c *conn) edgeTriggered() bool { return c.kind == kindHTTP }
 
 // read makes one non-blocking read. Only the event handler calls it: fd stays open meanwhile.
 func (c *conn) read(buf []byte) (int, error) {

@@ -227,7 +227,13 @@ func (g *Gateway) start(c *conn) {
 	if c.closed {
 		return
 	}
-	desc, err := g.poller.Register(c.fd, c)
+	register := g.poller.Register
+	if c.edgeTriggered() {
+		// A publisher's connection sees a request and an answer each time: edge triggering
+		// saves the re-arm (an epoll_ctl) per request.
+		register = g.poller.RegisterEdge
+	}
+	desc, err := register(c.fd, c)
 	if err != nil {
 		c.closeLocked(closeCause{code: 1011, reason: "internal error", metric: "internal_error"})
 		return

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -48,5 +49,58 @@ func TestAdoptedHTTPConnectionClosedWhenIdle(t *testing.T) {
 	client.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if n, err := client.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %d bytes, %v after the idle timeout; want the connection closed", n, err)
+	}
+}
+
+type answerAll struct{}
+
+func (answerAll) ServeFast(_ *http1.Request, dst []byte) ([]byte, bool) {
+	return append(dst, "HTTP/1.1 204 No Content\r\n\r\n"...), true
+}
+
+// TestAdoptedHTTPConnectionSeesRequestAndEndTogether: a request and the client's end of input
+// that are both waiting when the connection's first event comes (one edge-triggered event) are
+// both handled: the answer goes out and the connection closes.
+func TestAdoptedHTTPConnectionSeesRequestAndEndTogether(t *testing.T) {
+	verifier, err := auth.New(context.Background(), auth.Config{APIKeys: []string{"k"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer verifier.Close()
+	g, err := New(Config{Auth: verifier, Metrics: metrics.New(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Shutdown(context.Background())
+	// TCP, not a socket pair: a Unix socket reports writability again whenever the peer reads,
+	// which would hide a missed end of input behind an unrelated event.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Write([]byte("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	client.(*net.TCPConn).CloseWrite()
+	time.Sleep(50 * time.Millisecond) // both are in the server's socket before it is registered
+	s := &httpSession{h: answerAll{}}
+	if !g.adopt(&s.conn, server, kindHTTP, s) {
+		t.Fatal("adopt failed")
+	}
+	g.start(&s.conn)
+	client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "HTTP/1.1 204 No Content\r\n\r\n" {
+		t.Fatalf("read %q, %v; want the answer, then the end", got, err)
 	}
 }

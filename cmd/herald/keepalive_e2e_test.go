@@ -210,6 +210,25 @@ func TestKeepAlivePublishesAnsweredAlikeOnBothPaths(t *testing.T) {
 	}
 }
 
+// TestKeepAliveRequestThenHalfClose: a client that sends its last publish and at once shuts its
+// side down gets the answer, and then the end of the connection (not after the idle timeout).
+func TestKeepAliveRequestThenHalfClose(t *testing.T) {
+	s := startServer(t, freePort(t))
+	c := dialRaw(t, s)
+	req := rawRequest("POST", "/v1/channels/halfclose/messages", s.pub, "application/json", `{"data":1}`)
+	c.send(req) // net/http's; the connection moves to the epoll core
+	waitUntil(t, 5*time.Second, func() bool { return httpConnections(t, s) == "1" }, "the connection adopted")
+	io.WriteString(c.conn, req)
+	c.conn.(*net.TCPConn).CloseWrite()
+	if a := c.read(); a.status != 201 {
+		t.Fatalf("last publish: %+v", a)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := c.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the answer: %q, %v; want the connection's end", n, err)
+	}
+}
+
 // TestKeepAliveConnectionOnShutdown: SIGTERM closes an idle adopted connection (the client sees
 // the end, as with net/http's idle connections) and herald exits promptly.
 func TestKeepAliveConnectionOnShutdown(t *testing.T) {

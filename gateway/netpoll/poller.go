@@ -169,6 +169,7 @@ type Desc struct {
 	p     *Poller
 	token uint64
 	fd    int32
+	edge  bool // registered by RegisterEdge
 }
 
 // Registered reports whether d came from Register and was not unregistered since.
@@ -178,7 +179,17 @@ func (d *Desc) Registered() bool { return d.p != nil }
 // called for its events until Unregister. The caller owns fd: it keeps it open until it called
 // Unregister, and never closes it concurrently with Register, Arm or Unregister (see the package
 // comment). fd should be non-blocking, or a handler's read may wait.
-func (p *Poller) Register(fd int, h Handler) (Desc, error) {
+func (p *Poller) Register(fd int, h Handler) (Desc, error) { return p.register(fd, h, false) }
+
+// RegisterEdge is Register for a connection that wants every change of readiness reported
+// without re-arming: edge-triggered, readable and writable, not one-shot. It saves the
+// epoll_ctl of each Arm (a no-op for it) at a price its handler pays: an event can arrive while
+// the handler still handles the previous one (it must serialize them itself), and bytes it leaves
+// unread raise no further event (it must read until a read comes back short, and until the end
+// of input when the event reported HangUp).
+func (p *Poller) RegisterEdge(fd int, h Handler) (Desc, error) { return p.register(fd, h, true) }
+
+func (p *Poller) register(fd int, h Handler, edge bool) (Desc, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -201,8 +212,12 @@ func (p *Poller) Register(fd int, h Handler) (Desc, error) {
 	tok := uint64(s.gen)<<32 | uint64(idx)
 	p.mu.Unlock()
 
-	d := Desc{p: p, token: tok, fd: int32(fd)}
-	if err := d.ctl(unix.EPOLL_CTL_ADD, Readable); err != nil {
+	d := Desc{p: p, token: tok, fd: int32(fd), edge: edge}
+	want := Readable
+	if edge {
+		want |= Writable // reported on each change, so asked for once
+	}
+	if err := d.ctl(unix.EPOLL_CTL_ADD, want); err != nil {
 		p.forget(tok)
 		return Desc{}, err
 	}
@@ -212,6 +227,12 @@ func (p *Poller) Register(fd int, h Handler) (Desc, error) {
 // Arm asks for the next event: Readable (with HangUp) always, Writable too when want includes it.
 // Call it once the handler is done with the previous event.
 func (d *Desc) Arm(want Event) error {
+	if d.edge {
+		if d.p == nil {
+			return errNotRegistered
+		}
+		return nil // every change is reported already (RegisterEdge)
+	}
 	return d.ctl(unix.EPOLL_CTL_MOD, want|Readable)
 }
 
@@ -232,6 +253,9 @@ func (d *Desc) ctl(op int, want Event) error {
 		return errNotRegistered
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLONESHOT | unix.EPOLLRDHUP}
+	if d.edge {
+		ev.Events = unix.EPOLLET | unix.EPOLLRDHUP
+	}
 	if want&Readable != 0 {
 		ev.Events |= unix.EPOLLIN
 	}

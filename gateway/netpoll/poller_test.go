@@ -343,3 +343,34 @@ func TestBlockingOutsideWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeRegistrationReportsEachArrival: an edge-triggered registration needs no Arm: each new
+// arrival of bytes is an event, and so is the peer's end.
+func TestEdgeRegistrationReportsEachArrival(t *testing.T) {
+	p, err := New(Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	server, client := tcpPair(t)
+	r := &recorder{events: make(chan Event, 10)}
+	d, err := p.RegisterEdge(server, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Unregister()
+	waitEvent(t, r, Writable) // the socket is writable from the start
+	client.Write([]byte("one"))
+	waitEvent(t, r, Readable)
+	if got := readAll(t, server); got != "one" {
+		t.Fatalf("read %q", got)
+	}
+	client.Write([]byte("two")) // no Arm in between
+	waitEvent(t, r, Readable)
+	readAll(t, server)
+	client.Close()
+	waitEvent(t, r, HangUp)
+	if err := d.Arm(Readable); err != nil {
+		t.Fatalf("Arm on an edge registration: %v", err)
+	}
+}
