@@ -1,15 +1,12 @@
 package gateway
 
 import (
-	"context"
 	"io"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/gateway/http1"
-	"github.com/herald-gateway/herald/gateway/metrics"
 )
 
 type declineAll struct{}
@@ -20,16 +17,7 @@ func (declineAll) ServeFast(_ *http1.Request, dst []byte) ([]byte, bool) { retur
 // adopted once it stayed idle for httpIdleTimeout, as net/http does with its IdleTimeout, and
 // not before.
 func TestAdoptedHTTPConnectionClosedWhenIdle(t *testing.T) {
-	verifier, err := auth.New(context.Background(), auth.Config{APIKeys: []string{"k"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer verifier.Close()
-	g, err := New(Config{Auth: verifier, Metrics: metrics.New(nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Shutdown(context.Background())
+	g := newEnv(t).gw
 	server, client := socketPair(t)
 	defer client.Close()
 	s := &httpSession{h: declineAll{}}
@@ -62,32 +50,10 @@ func (answerAll) ServeFast(_ *http1.Request, dst []byte) ([]byte, bool) {
 // that are both waiting when the connection's first event comes (one edge-triggered event) are
 // both handled: the answer goes out and the connection closes.
 func TestAdoptedHTTPConnectionSeesRequestAndEndTogether(t *testing.T) {
-	verifier, err := auth.New(context.Background(), auth.Config{APIKeys: []string{"k"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer verifier.Close()
-	g, err := New(Config{Auth: verifier, Metrics: metrics.New(nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Shutdown(context.Background())
+	g := newEnv(t).gw
 	// TCP, not a socket pair: a Unix socket reports writability again whenever the peer reads,
 	// which would hide a missed end of input behind an unrelated event.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	server, client := tcpConnPair(t)
 	if _, err := client.Write([]byte("POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -103,4 +69,25 @@ func TestAdoptedHTTPConnectionSeesRequestAndEndTogether(t *testing.T) {
 	if err != nil || string(got) != "HTTP/1.1 204 No Content\r\n\r\n" {
 		t.Fatalf("read %q, %v; want the answer, then the end", got, err)
 	}
+}
+
+// tcpConnPair returns the two ends of a loopback TCP connection; the client end is closed when
+// the test ends.
+func tcpConnPair(t *testing.T) (server, client net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return server, client
 }

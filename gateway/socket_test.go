@@ -100,20 +100,7 @@ func (p *blockingProto) heartbeat(int64)              {}
 // descriptor when it finishes.
 func TestCloseWhileTheHandlerReads(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	server, client := tcpConnPair(t)
 	p := &blockingProto{entered: make(chan struct{}), release: make(chan struct{})}
 	c := &conn{}
 	if !e.gw.adopt(c, server, kindWS, p) {
