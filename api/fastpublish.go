@@ -32,12 +32,14 @@ import (
 
 // fastEligible reports whether r has the shape ServeFast serves: a bearer token in the
 // Authorization header, application/json exactly, no query, cookie or Origin (those go through
-// Echo's token lookup and CORS), HTTP/1.1 keep-alive. Request logging at debug level, which the
-// fast path does not write, keeps every request on Echo.
+// Echo's token lookup and CORS), HTTP/1.1 keep-alive, no Expect (curl sends it with larger
+// bodies; the core leaves such requests to net/http, so adopting the connection would only bounce
+// it back). Request logging at debug level, which the fast path does not write, keeps every
+// request on Echo.
 func (s *server) fastEligible(r *http.Request) bool {
 	h := r.Header
 	return r.ProtoMajor == 1 && r.ProtoMinor == 1 && !r.Close && r.TLS == nil && r.URL.RawQuery == "" &&
-		len(h["Origin"]) == 0 && len(h["Cookie"]) == 0 && len(h["Authorization"]) == 1 &&
+		len(h["Origin"]) == 0 && len(h["Cookie"]) == 0 && len(h["Expect"]) == 0 && len(h["Authorization"]) == 1 &&
 		bearer(h["Authorization"][0]) != "" && h.Get("Content-Type") == "application/json" &&
 		!s.log.Enabled(r.Context(), slog.LevelDebug)
 }
