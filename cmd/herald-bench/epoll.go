@@ -69,23 +69,34 @@ type dialOptions struct {
 	sources  []unix.Sockaddr // bind addresses; empty: the kernel chooses
 }
 
+// wakeIdx is the epoll token of a loop's eventfd (connections' tokens are indexes, never negative).
 const wakeIdx = -1
 
-func newLoop(opts *dialOptions, maxInflight int) (*loop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+// newWakeableEpoll creates an epoll instance with an eventfd registered under wakeIdx, by which
+// another goroutine can wake the loop that waits on it.
+func newWakeableEpoll() (epfd, evfd int, err error) {
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
+		return -1, -1, fmt.Errorf("epoll_create1: %w", err)
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	evfd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return -1, -1, fmt.Errorf("eventfd: %w", err)
 	}
 	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeIdx}
 	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
 		unix.Close(epfd)
 		unix.Close(evfd)
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
+		return -1, -1, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return epfd, evfd, nil
+}
+
+func newLoop(opts *dialOptions, maxInflight int) (*loop, error) {
+	epfd, evfd, err := newWakeableEpoll()
+	if err != nil {
+		return nil, err
 	}
 	return &loop{
 		epfd: epfd, evfd: evfd, opts: opts, maxInflight: max(1, maxInflight),

@@ -12,7 +12,6 @@ const (
 	pubBackoff     = 5 * time.Millisecond // rest after an error, a 429 or a 503
 	pubDialTimeout = 10 * time.Second
 	pubDialCheck   = 100 * time.Millisecond // how often connects are checked for the timeout
-	pubWakeIdx     = -1                     // the epoll token of the loop's eventfd
 )
 
 // pubPlan is the schedule every loop of a run follows.
@@ -56,23 +55,13 @@ type pubLoop struct {
 // newPubLoop creates a loop for publishers publishers; it makes paced sends first,
 // first+stride, ...
 func newPubLoop(load *pubLoad, target *pubTarget, plan pubPlan, publishers, first, stride int) (*pubLoop, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, evfd, err := newWakeableEpoll()
 	if err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
-	}
-	evfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return nil, err
 	}
 	l := &pubLoop{load: load, target: target, plan: plan, epfd: epfd, evfd: evfd,
 		k: int64(first), stride: int64(stride), buf: make([]byte, 16<<10),
 		res: pubResult{Statuses: map[int]uint64{}, Errors: map[string]uint64{}, Lat: newHistogram()}}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: pubWakeIdx}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
-		l.close()
-		return nil, fmt.Errorf("epoll_ctl: %w", err)
-	}
 	for i := range publishers {
 		l.conns = append(l.conns, &pubConn{idx: int32(i), fd: -1})
 	}
@@ -121,7 +110,7 @@ func (l *pubLoop) run() {
 
 // dispatch handles one epoll event.
 func (l *pubLoop) dispatch(ev unix.EpollEvent) {
-	if ev.Fd == pubWakeIdx {
+	if ev.Fd == wakeIdx {
 		l.stop = true
 		return
 	}
