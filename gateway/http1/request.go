@@ -11,6 +11,7 @@ package http1
 
 import (
 	"bytes"
+	"strings"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -219,7 +220,7 @@ func isTokenChar(c byte) bool {
 	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		return true
 	}
-	return c != 0 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+	return c != 0 && strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // parseLength reads a Content-Length: decimal digits only, at most 9 of them; -1 otherwise.
@@ -279,50 +280,31 @@ const (
 	once         headerSet = 1 << 15
 )
 
-// lookup returns the header a name denotes (case-insensitively), with the once bit for those
-// that may appear once; 0 for headers Parse ignores, as net/http's server does.
+// knownHeaders are the headers Parse looks at, with the once bit for those that may appear once.
+var knownHeaders = [...]struct {
+	name string // lower case
+	set  headerSet
+}{
+	{"host", hHost | once},
+	{"content-type", hContentType | once},
+	{"authorization", hAuthorization | once},
+	{"idempotency-key", hIdempotencyKey | once},
+	{"origin", hOrigin | once},
+	{"cookie", hCookie},
+	{"content-length", hContentLength | once},
+	{"connection", hConnection | once},
+	{"transfer-encoding", hUnsupported},
+	{"expect", hUnsupported},
+	{"upgrade", hUnsupported},
+	{"trailer", hUnsupported},
+}
+
+// lookup returns the header a name denotes (case-insensitively); 0 for headers Parse ignores,
+// as net/http's server does.
 func lookup(name []byte) headerSet {
-	switch len(name) {
-	case 4:
-		if asciiEqualFold(name, "host") {
-			return hHost | once
-		}
-	case 6:
-		switch {
-		case asciiEqualFold(name, "origin"):
-			return hOrigin | once
-		case asciiEqualFold(name, "cookie"):
-			return hCookie
-		case asciiEqualFold(name, "expect"):
-			return hUnsupported
-		}
-	case 7:
-		if asciiEqualFold(name, "upgrade") || asciiEqualFold(name, "trailer") {
-			return hUnsupported
-		}
-	case 10:
-		if asciiEqualFold(name, "connection") {
-			return hConnection | once
-		}
-	case 12:
-		if asciiEqualFold(name, "content-type") {
-			return hContentType | once
-		}
-	case 13:
-		if asciiEqualFold(name, "authorization") {
-			return hAuthorization | once
-		}
-	case 14:
-		if asciiEqualFold(name, "content-length") {
-			return hContentLength | once
-		}
-	case 15:
-		if asciiEqualFold(name, "idempotency-key") {
-			return hIdempotencyKey | once
-		}
-	case 17:
-		if asciiEqualFold(name, "transfer-encoding") {
-			return hUnsupported
+	for _, h := range knownHeaders {
+		if asciiEqualFold(name, h.name) {
+			return h.set
 		}
 	}
 	return 0
