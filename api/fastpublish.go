@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -108,7 +109,7 @@ func (s *server) ServeFast(r *http1.Request, dst []byte) (out []byte, ok bool) {
 	}
 	var key string
 	if r.HasIdempotencyKey {
-		if key, err = idempotencyKey(http.Header{"Idempotency-Key": {string(r.IdempotencyKey)}}); err != nil {
+		if key = string(r.IdempotencyKey); checkIdempotencyKey(key) != nil {
 			return dst, false
 		}
 	}
@@ -141,15 +142,15 @@ func (s *server) fastProblem(dst []byte, r *http1.Request, p *problem.Details, s
 // publishPath returns the channel segment of /v1/channels/{channel}/messages, still escaped.
 func publishPath(path []byte) (string, bool) {
 	const prefix, suffix = "/v1/channels/", "/messages"
-	p := string(path)
-	if !strings.HasPrefix(p, prefix) || !strings.HasSuffix(p, suffix) || len(p) <= len(prefix)+len(suffix) {
+	if !bytes.HasPrefix(path, []byte(prefix)) || !bytes.HasSuffix(path, []byte(suffix)) ||
+		len(path) <= len(prefix)+len(suffix) {
 		return "", false
 	}
-	seg := p[len(prefix) : len(p)-len(suffix)]
-	if strings.IndexByte(seg, '/') >= 0 {
+	seg := path[len(prefix) : len(path)-len(suffix)]
+	if bytes.IndexByte(seg, '/') >= 0 {
 		return "", false
 	}
-	return seg, true
+	return string(seg), true // the only copy: the whole path is not converted
 }
 
 // bearer returns the token of an Authorization header value as auth.FromRequest reads it, or "".

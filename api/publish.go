@@ -175,16 +175,23 @@ func idempotencyKey(h http.Header) (string, error) {
 	case len(values) > 1:
 		return "", badRequest(typeInvalidIdempotency, "send one Idempotency-Key header")
 	}
-	key := values[0]
+	if err := checkIdempotencyKey(values[0]); err != nil {
+		return "", err
+	}
+	return values[0], nil
+}
+
+// checkIdempotencyKey checks one Idempotency-Key value: 1-255 printable ASCII characters.
+func checkIdempotencyKey(key string) error {
 	if len(key) == 0 || len(key) > maxIdempotencyKey {
-		return "", badRequest(typeInvalidIdempotency, "an Idempotency-Key is 1-255 printable ASCII characters")
+		return badRequest(typeInvalidIdempotency, "an Idempotency-Key is 1-255 printable ASCII characters")
 	}
 	for i := 0; i < len(key); i++ {
 		if key[i] < 0x20 || key[i] > 0x7e {
-			return "", badRequest(typeInvalidIdempotency, "an Idempotency-Key is 1-255 printable ASCII characters")
+			return badRequest(typeInvalidIdempotency, "an Idempotency-Key is 1-255 printable ASCII characters")
 		}
 	}
-	return key, nil
+	return nil
 }
 
 // writeJSON answers v as JSON, without escaping HTML characters (<, >, &) in strings.
