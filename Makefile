@@ -40,12 +40,20 @@ staticcheck:
 
 lint: vet staticcheck
 
-# Runs every fuzz target for FUZZTIME each.
+# Runs every fuzz target for FUZZTIME each. Go 1.26's fuzz coordinator can report a bare
+# "context deadline exceeded" when -fuzztime ends while a worker is mid-input (golang/go#75804,
+# fixed in Go 1.27): such a run, with no failing input written, is retried once.
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$f"; \
-	    out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out" | tail -40; echo "FAIL $$pkg $$f"; exit 1; }; \
+	    for try in 1 2; do \
+	      if out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg 2>&1); then break; fi; \
+	      if [ $$try = 1 ] && echo "$$out" | grep -q 'context deadline exceeded' && \
+	         ! echo "$$out" | grep -q 'Failing input written'; then \
+	        echo "  deadline race at -fuzztime's end, no failing input (golang/go#75804): again"; continue; fi; \
+	      echo "$$out" | tail -40; echo "FAIL $$pkg $$f"; exit 1; \
+	    done; \
 	  done; \
 	done
 
