@@ -34,13 +34,18 @@ import (
 // Fields are ordered to avoid padding: the struct is embedded in every session, and its size
 // decides the session's size class (see TestSessionSizes).
 type conn struct {
-	gw     *Gateway
-	proto  protocol
-	id     uint64
-	desc   netpoll.Desc // set by start, cleared by Unregister; under wmu
-	fd     int          // the socket; valid as described above
-	kind   sinkKind
-	reason reason // why it closed; set once under wmu
+	gw    *Gateway
+	proto protocol
+	id    uint64
+	desc  netpoll.Desc // set by start, cleared by Unregister; under wmu
+
+	// The small fields are packed into whole words, so some sit apart from their group; each
+	// comment says what guards it.
+	fd         int32 // the socket; valid as described above
+	kind       sinkKind
+	reason     reason // why it closed; set once under wmu
+	closed     bool   // under wmu
+	closeAfter bool   // under wmu: close once the queue is written (a graceful close in progress)
 
 	// event state, guarded by evMu
 	evMu      sync.Mutex
@@ -48,17 +53,18 @@ type conn struct {
 	busy      bool
 	closeFD   bool // closed while busy: the handler closes fd when it finishes
 	fdClosed  bool // fd is closed: late events are ignored
-
-	// write state, guarded by wmu
-	wmu        sync.Mutex
-	closed     bool
-	closeAfter bool // close once the queue is written (a graceful close in progress)
-	// midFrame: the socket took only part of the buffer at the head of the queue, so the
-	// client has the start of a frame (or SSE event) whose end is still queued. A close frame
-	// written now would land in the middle of it.
+	// midFrame (under wmu): the socket took only part of the buffer at the head of the queue,
+	// so the client has the start of a frame (or SSE event) whose end is still queued. A close
+	// frame written now would land in the middle of it.
 	midFrame bool
-	queue    [][]byte // unwritten bytes; slices may be shared with other connections: read-only
-	queued   int      // bytes in queue
+
+	// write state, guarded by wmu (with closed, closeAfter and midFrame above)
+	wmu    sync.Mutex
+	queue  [][]byte // unwritten bytes; slices may be shared with other connections: read-only
+	queued int      // bytes in queue
+	// replayEnd is how many of the queued bytes, from the head, reach to the end of the last
+	// replay queued (see writeReplayLocked); they do not count toward the slow-consumer bound.
+	replayEnd int
 
 	// liveness, read by the heartbeat wheel
 	lastSeen  atomic.Int64 // wheel tick of the last bytes received
@@ -120,7 +126,7 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 			c.busy = false
 			if c.closeFD {
 				c.closeFD, c.fdClosed = false, true
-				_ = unix.Close(c.fd)
+				_ = unix.Close(int(c.fd))
 			}
 			c.evMu.Unlock()
 			break
@@ -200,9 +206,9 @@ func (c *conn) edgeTriggered() bool { return c.kind == kindHTTP }
 
 // read makes one non-blocking read. Only the event handler calls it: fd stays open meanwhile.
 func (c *conn) read(buf []byte) (int, error) {
-	n, err := unix.Read(c.fd, buf)
+	n, err := unix.Read(int(c.fd), buf)
 	if err == unix.EINTR {
-		n, err = unix.Read(c.fd, buf)
+		n, err = unix.Read(int(c.fd), buf)
 	}
 	if err == unix.EAGAIN || err == unix.EINTR {
 		return 0, errWouldBlock
@@ -232,6 +238,20 @@ func (c *conn) writeLocked(a, b []byte) bool {
 	return c.writevLocked(&v)
 }
 
+// writeReplayLocked writes a subscribe's replay: the messages the client asked to resume, after
+// its subscribe answer. What the socket does not take is queued like any write, but does not
+// count toward the slow-consumer bound (QueueBytes): a replay is bounded by the replay cap, and
+// a client that resumes after a long absence must get it whole. Counted, a replay larger than
+// the bound plus the socket's buffer would end in 4008 on every attempt, each moving the client
+// on by no more than a socket buffer. Live messages queued behind it count as usual. wmu must
+// be held.
+func (c *conn) writeReplayLocked(p []byte) bool {
+	c.replayEnd = c.queued + len(p) // the most this write can queue: the bound lets it in
+	ok := c.writeLocked(p, nil)
+	c.replayEnd = c.queued // the replay's end is the queue's end, or nothing is queued
+	return ok
+}
+
 // writevLocked sends the buffers of v, in order, with one system call: several messages for a
 // connection cost one write, not one each. Like write, it queues what the socket does not take
 // (by reference: the buffers must stay unchanged) and reports false when the connection is
@@ -247,7 +267,7 @@ func (c *conn) writevLocked(v *iovecs) bool {
 		c.enqueue(v.bufs, 0)
 		return !c.closed
 	}
-	n, err := v.writeTo(c.fd)
+	n, err := v.writeTo(int(c.fd))
 	if err != nil {
 		c.closeLocked(causeIO)
 		return false
@@ -281,15 +301,15 @@ func (c *conn) enqueue(bufs [][]byte, skip int) {
 		c.queue = append(c.queue, p)
 		c.queued += len(p)
 	}
-	if c.queued > c.gw.cfg.QueueBytes {
+	if c.queued-c.replayEnd > c.gw.cfg.QueueBytes {
 		c.gw.metrics.SlowConsumerDisconnects.Inc()
-		c.queue, c.queued = nil, 0
+		c.dropQueue()
 		c.closeLocked(causeSlow)
 	}
 }
 
 // writeNow makes one non-blocking write attempt and returns how much the socket took.
-func (c *conn) writeNow(p []byte) (int, error) { return taken(unix.Write(c.fd, p)) }
+func (c *conn) writeNow(p []byte) (int, error) { return taken(unix.Write(int(c.fd), p)) }
 
 // flush writes queued bytes after EPOLLOUT said the socket has room.
 func (c *conn) flush() {
@@ -304,7 +324,7 @@ func (c *conn) flush() {
 				v.add(p)
 			}
 			total := v.total
-			n, err := v.writeTo(c.fd)
+			n, err := v.writeTo(int(c.fd))
 			v.reset()
 			if err != nil {
 				c.closeLocked(causeIO)
@@ -331,6 +351,7 @@ var flushVecs = sync.Pool{New: func() any { return new(iovecs) }}
 // dequeue drops the first n queued bytes, which the socket took. wmu must be held.
 func (c *conn) dequeue(n int) {
 	c.queued -= n
+	c.replayEnd = max(c.replayEnd-n, 0)
 	i := 0
 	for i < len(c.queue) && n >= len(c.queue[i]) {
 		n -= len(c.queue[i])
@@ -346,6 +367,9 @@ func (c *conn) dequeue(n int) {
 		c.midFrame = false // the head is a whole buffer again
 	}
 }
+
+// dropQueue forgets every queued byte. wmu must be held.
+func (c *conn) dropQueue() { c.queue, c.queued, c.replayEnd = nil, 0, 0 }
 
 // close ends the connection now for cause (sending the protocol's close frame if the socket
 // takes it).
@@ -397,9 +421,9 @@ func (c *conn) closeLocked(cause closeCause) {
 	// Closing a socket with unread input makes the kernel answer with a reset, which can
 	// destroy the close frame before the client reads it: the client would see a dropped
 	// connection instead of, say, 1009 or 4029. Discard what is waiting first.
-	discardInput(c.fd)
+	discardInput(int(c.fd))
 	c.closed = true
-	c.queue, c.queued = nil, 0
+	c.dropQueue()
 	c.releaseFD()
 	c.gw.retire(c)
 }
@@ -413,12 +437,12 @@ func (c *conn) releaseFD() {
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	if c.busy {
-		_ = unix.Shutdown(c.fd, unix.SHUT_RDWR)
+		_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
 		c.closeFD = true
 		return
 	}
 	c.fdClosed = true
-	_ = unix.Close(c.fd)
+	_ = unix.Close(int(c.fd))
 }
 
 // discardInput reads and drops what the socket holds, up to a bound, without blocking.

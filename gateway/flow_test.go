@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 )
 
@@ -265,10 +267,11 @@ func TestBrokerGapReachesLiveSubscribers(t *testing.T) {
 
 // TestSSELargeReplayBeforeStart: a replay bigger than the socket buffer is written while the
 // stream starts, before the connection is registered with epoll; the rest is queued and flushed.
+// TestSSELargeReplayBeforeStart resumes a stream whose replay (12 MB) is far larger than the
+// queue bound and than loopback socket buffers: the replay is not a slow consumer, and every
+// message arrives in order.
 func TestSSELargeReplayBeforeStart(t *testing.T) {
-	// The queue bound is raised: a replay past it ends the stream (the client resumes where it
-	// got to), which is not what this test is about.
-	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 20 }))
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 10 }))
 	tok := e.token([]string{"*"}, nil, time.Hour)
 	big := `"` + strings.Repeat("y", 60000) + `"`
 	var ids []string
@@ -280,6 +283,73 @@ func TestSSELargeReplayBeforeStart(t *testing.T) {
 		if _, id, _ := c.next().message(t); id != want {
 			t.Fatalf("got %s want %s", id, want)
 		}
+	}
+	live := e.publish("bulk", `{"live":true}`).String()
+	if _, id, _ := c.next().message(t); id != live {
+		t.Fatalf("got %s, want the live message %s", id, live)
+	}
+}
+
+// TestWebSocketLargeReplayThenLive resumes over WebSocket with a replay far larger than the
+// queue bound and than loopback socket buffers: the whole replay arrives, then live messages,
+// and nobody is disconnected as a slow consumer.
+func TestWebSocketLargeReplayThenLive(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 10 }))
+	big := `"` + strings.Repeat("y", 60000) + `"`
+	first := e.publish("bulk", big)
+	var ids []string
+	for range 200 { // 12 MB
+		ids = append(ids, e.publish("bulk", big).String())
+	}
+	c := e.dialWS(nil)
+	c.auth(e.token([]string{"bulk"}, nil, time.Hour))
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "bulk", "since": first.String()})
+	if sub := c.expect("subscribed"); sub["recovered"] != true {
+		t.Fatalf("subscribed frame %v", sub)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for _, want := range ids {
+		if m := c.expect("message"); m["id"] != want {
+			t.Fatalf("replayed %v, want id %s", m["id"], want)
+		}
+	}
+	live := e.publish("bulk", `{"live":true}`)
+	if m := c.expect("message"); m["id"] != live.String() {
+		t.Fatalf("live %v, want id %s", m["id"], live)
+	}
+	if n := counterValue(t, e.metrics.SlowConsumerDisconnects); n != 0 {
+		t.Fatalf("%v slow-consumer disconnects", n)
+	}
+}
+
+// TestLiveMessagesBehindAReplayStillBounded: the replay is exempt from the queue bound, the live
+// messages queued behind it are not. A client that reads nothing after a large resume is
+// disconnected as a slow consumer once live messages pile up past the bound.
+func TestLiveMessagesBehindAReplayStillBounded(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 10 }))
+	big := `"` + strings.Repeat("y", 60000) + `"`
+	for range 200 {
+		e.publish("bulk", big)
+	}
+	c := e.dialWS(nil)
+	c.autoPong = false
+	c.auth(e.token([]string{"bulk"}, nil, time.Hour))
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "bulk", "since": "0"})
+	waitFor(t, 5*time.Second, func() bool { return e.gw.Subscribers("bulk") == 1 }, "subscribed")
+	// Queued behind the replay, under the bound: the connection stays.
+	for range 3 {
+		e.publish("bulk", `"`+strings.Repeat("z", 10000)+`"`)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if e.gw.Subscribers("bulk") != 1 {
+		t.Fatal("disconnected with 30 KB of live messages queued, under the 64 KiB bound")
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		e.publish("bulk", `"`+strings.Repeat("z", 10000)+`"`)
+		return e.gw.Subscribers("bulk") == 0
+	}, "the client that reads nothing disconnected")
+	if n := counterValue(t, e.metrics.SlowConsumerDisconnects); n != 1 {
+		t.Fatalf("%v slow-consumer disconnects, want 1", n)
 	}
 }
 
@@ -383,4 +453,14 @@ func TestQueuedMessagesArriveInOrderAfterAStall(t *testing.T) {
 			t.Fatalf("message %d: %v, want id %s", i, m, want)
 		}
 	}
+}
+
+// counterValue reads a Prometheus counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -45,7 +45,7 @@ type Config struct {
 	MaxMessageBytes    int           // largest published data [64 KiB]
 	FrameRateLimit     int           // client frames per FrameRateWindow [100]
 	FrameRateWindow    time.Duration // [10s]
-	QueueBytes         int           // outbound bytes queued per connection before 4008 [1 MiB]
+	QueueBytes         int           // outbound bytes queued per connection before 4008, replays aside [1 MiB]
 	FanOutBacklog      int           // deliveries queued in the hub before publishers wait [1,000,000]
 	Heartbeat          time.Duration // ping / SSE comment interval [15s]
 	Tick               time.Duration // heartbeat wheel resolution [1s]
@@ -173,7 +173,7 @@ func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol) b
 	if err != nil {
 		return false
 	}
-	c.gw, c.fd, c.kind, c.proto = g, fd, kind, proto
+	c.gw, c.fd, c.kind, c.proto = g, int32(fd), kind, proto
 	c.id = g.nextID.Add(1)
 	c.lastSeen.Store(g.wheel.now())
 	g.wheel.add(c)
@@ -233,7 +233,7 @@ func (g *Gateway) start(c *conn) {
 		// saves the re-arm (an epoll_ctl) per request.
 		register = g.poller.RegisterEdge
 	}
-	desc, err := register(c.fd, c)
+	desc, err := register(int(c.fd), c)
 	if err != nil {
 		c.closeLocked(closeCause{code: 1011, reason: "internal error", metric: "internal_error"})
 		return

@@ -160,12 +160,12 @@ func (s *httpSession) handBack(rest []byte) error {
 	}
 	c.closed = true
 	c.reason = reasonHandedBack
-	c.queue, c.queued = nil, 0
+	c.dropQueue()
 	c.desc.Unregister()
 	c.evMu.Lock()
 	c.fdClosed = true // the event handler neither re-arms nor closes it
 	c.evMu.Unlock()
-	fd := c.fd
+	fd := int(c.fd)
 	c.gw.retire(c)
 	c.wmu.Unlock()
 

@@ -124,7 +124,7 @@ func (s *sseSession) replay(sub *subscription, resumed bool, page broker.History
 		out = append(appendCursor(append(out, "id: "...), s.subs), '\n')
 		out = appendSSEBody(out, m)
 	}
-	s.writeLocked(out, nil)
+	s.writeReplayLocked(out)
 	s.wmu.Unlock()
 	s.gw.replayed(len(page.Messages))
 }

@@ -316,7 +316,9 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		out = appendWSMessage(out, m)
 		through = &m.ID
 	}
-	s.write(out, nil)
+	s.wmu.Lock()
+	s.writeReplayLocked(out)
+	s.wmu.Unlock()
 	s.gw.replayed(len(page.Messages))
 	if through == nil || through.Less(page.LastID) {
 		through = &page.LastID

@@ -99,7 +99,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	list(&c.allowedOrigins, "allowed-origins", "HERALD_ALLOWED_ORIGINS", "browser origins allowed to connect (https://shop.example); repeatable,\nthe variable is comma-separated; none: any origin")
 	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
 	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
-	num(&c.queueBytes, "queue-bytes", "HERALD_QUEUE_BYTES", 1<<20, "outbound bytes queued for a slow client before it is disconnected (4008)")
+	num(&c.queueBytes, "queue-bytes", "HERALD_QUEUE_BYTES", 1<<20, "outbound bytes queued for a slow client before it is disconnected (4008);\na resume's replay does not count")
 	num(&c.fanOutBacklog, "fanout-backlog", "HERALD_FANOUT_BACKLOG", 1_000_000, "deliveries (messages x local subscribers) queued for fan-out before publishes wait;\na larger backlog batches more messages per write at saturation, and adds latency")
 	dur(&c.heartbeat, "heartbeat", "HERALD_HEARTBEAT", 15*time.Second, "interval of WebSocket pings and SSE keep-alive comments")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 10*time.Second, "time given to clients to drain on SIGTERM")
