@@ -22,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,13 +70,13 @@ type Poller struct {
 	loopDone chan struct{}
 	workers  sync.WaitGroup
 
-	// standIns counts workers started by Blocking that are still owed to the pool; retire is
-	// how many workers should leave once their handler returns, so that the pool shrinks back
-	// to its size when the blocked handlers are done (see Blocking).
-	standIns atomic.Int32
-	retire   atomic.Int32
+	// Stand-ins (see Blocking): extra counts the workers alive beyond the pool's size that were
+	// not told to leave; peak is the most stand-ins needed at once since the last trim.
 	blocked  atomic.Int32 // handlers inside Blocking
 	spare    int32        // how many may wait in Blocking without a stand-in: half the pool
+	extra    atomic.Int32
+	peak     atomic.Int32
+	trimDone chan struct{}
 	running  atomic.Int32 // workers alive, for tests
 }
 
@@ -148,6 +149,7 @@ func New(cfg Config) (*Poller, error) {
 	}
 	p := &Poller{
 		spare:    int32(cfg.Workers / 2),
+		trimDone: make(chan struct{}),
 		epfd:     epfd,
 		epFile:   epFile,
 		epRaw:    rc,
@@ -160,6 +162,7 @@ func New(cfg Config) (*Poller, error) {
 		go p.runWorker()
 	}
 	go p.loop()
+	go p.trimStandIns()
 	return p, nil
 }
 
@@ -311,6 +314,7 @@ func (p *Poller) Close() error {
 	var one = [8]byte{1}
 	_, _ = unix.Write(p.wakeFd, one[:])
 	<-p.loopDone
+	<-p.trimDone
 	close(p.work)
 	p.workers.Wait()
 	unix.Close(p.wakeFd)
@@ -365,10 +369,10 @@ func (p *Poller) runWorker() {
 	defer p.running.Add(-1)
 	defer p.workers.Done()
 	for j := range p.work {
-		j.h.HandleEvent(j.ev)
-		if p.leave() {
-			return
+		if j.h == nil {
+			return // told to leave (trim)
 		}
+		j.h.HandleEvent(j.ev)
 	}
 }
 
@@ -377,57 +381,90 @@ func (p *Poller) runWorker() {
 // waiting on the broker.
 const maxStandIns = 8192
 
+// standInLinger is how long stand-ins stay after the waits that needed them: under a steady
+// load of waits (publishes to a remote broker come and go tens of thousands of times a second)
+// the same stand-ins serve wait after wait, instead of a goroutine started, its stack grown and
+// ended for each.
+const standInLinger = time.Second
+
 // Blocking runs fn, which may wait on the network (a broker that is slow or down, a key server),
-// on the calling goroutine. Once half the pool is waiting in Blocking, it lends the pool a
-// stand-in worker for each further wait, so that the other connections' events are still
+// on the calling goroutine. Once half the pool is waiting in Blocking, it makes sure the pool has
+// a stand-in worker for each further wait, so that the other connections' events are still
 // handled: without it a few dozen connections waiting on a frozen broker would stop every
-// connection of the node. Handlers call it around the waiting
-// part; the connection itself gets no new event meanwhile (its registration is one-shot and not
-// re-armed), so its frames stay in order. Once fn returns, one worker leaves the pool after its
-// current handler, and the pool is back to its size.
+// connection of the node. Handlers call it around the waiting part; the connection itself gets
+// no new event meanwhile (its registration is one-shot and not re-armed), so its frames stay in
+// order. Stand-ins leave once they have not been needed for standInLinger, and the pool is back
+// to its size.
 func (p *Poller) Blocking(fn func()) {
 	// While at most half the pool waits, the other half serves the other connections: no
 	// stand-in is needed, and the common short wait (a local broker) costs no goroutine.
-	if p.blocked.Add(1) <= p.spare {
-		defer p.blocked.Add(-1)
-		fn()
-		return
-	}
+	need := p.blocked.Add(1) - p.spare
 	defer p.blocked.Add(-1)
-	if p.standIns.Add(1) > maxStandIns {
-		p.standIns.Add(-1)
-		fn()
-		return
+	if need > 0 {
+		p.notePeak(need)
+		p.ensureStandIns(need)
 	}
-	p.mu.RLock()
-	closed := p.closed
-	if !closed {
-		p.workers.Add(1)
-	}
-	p.mu.RUnlock()
-	if closed {
-		p.standIns.Add(-1)
-		fn()
-		return
-	}
-	go p.runWorker()
-	defer func() {
-		p.standIns.Add(-1)
-		p.retire.Add(1)
-	}()
 	fn()
 }
 
-// leave reports whether the calling worker should leave the pool: one does for each stand-in
-// whose blocked handler finished.
-func (p *Poller) leave() bool {
+// notePeak records that n stand-ins are needed now.
+func (p *Poller) notePeak(n int32) {
 	for {
-		n := p.retire.Load()
-		if n <= 0 {
-			return false
+		pk := p.peak.Load()
+		if n <= pk || p.peak.CompareAndSwap(pk, n) {
+			return
 		}
-		if p.retire.CompareAndSwap(n, n-1) {
-			return true
+	}
+}
+
+// ensureStandIns starts workers until n stand-ins are alive (or maxStandIns).
+func (p *Poller) ensureStandIns(n int32) {
+	for {
+		e := p.extra.Load()
+		if e >= min(n, maxStandIns) {
+			return
+		}
+		if !p.extra.CompareAndSwap(e, e+1) {
+			continue
+		}
+		p.mu.RLock()
+		closed := p.closed
+		if !closed {
+			p.workers.Add(1)
+		}
+		p.mu.RUnlock()
+		if closed {
+			p.extra.Add(-1)
+			return
+		}
+		go p.runWorker()
+	}
+}
+
+// trimStandIns runs every standInLinger until the poller closes, and tells the stand-ins that
+// were not needed during the last period to leave.
+func (p *Poller) trimStandIns() {
+	defer close(p.trimDone)
+	t := time.NewTicker(standInLinger)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.loopDone:
+			return
+		case <-t.C:
+		}
+		now := max(p.blocked.Load()-p.spare, 0)
+		keep := max(p.peak.Swap(now), now)
+		e := p.extra.Load()
+		if e <= keep || !p.extra.CompareAndSwap(e, keep) {
+			continue // none to spare, or a wait just started one: next time
+		}
+		for range e - keep {
+			select {
+			case p.work <- job{}: // the worker that takes it leaves
+			default: // the queue is full: it stays until the next trim
+				p.extra.Add(1)
+			}
 		}
 	}
 }

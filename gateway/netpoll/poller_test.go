@@ -2,6 +2,7 @@ package netpoll
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -309,6 +310,52 @@ func TestBlockingHandlerDoesNotStarveOthers(t *testing.T) {
 			t.Fatalf("%d workers after the wait ended, want 1", p.running.Load())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestStandInsStayWhileNeeded: a stand-in started for one wait serves the waits that follow
+// soon after (no goroutine per wait), and leaves once no wait needed it for a while.
+func TestStandInsStayWhileNeeded(t *testing.T) {
+	p, err := New(Config{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitRunning := func(want int32, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for p.running.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d workers, want %d", what, p.running.Load(), want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for round := range 5 {
+		fd, client := tcpPair(t)
+		b := &blocker{p: p, entered: make(chan struct{}), release: make(chan struct{}), returned: make(chan struct{})}
+		var releaseOnce sync.Once
+		release := func() { releaseOnce.Do(func() { close(b.release) }) }
+		defer release() // before p.Close, which waits for the handler
+		if _, err := register(p, fd, b); err != nil {
+			t.Fatal(err)
+		}
+		client.Write([]byte("wait"))
+		<-b.entered
+		// The worker and one stand-in: the stand-in of round 0 in every later round.
+		waitRunning(2, "during wait "+strconv.Itoa(round))
+		release()
+		<-b.returned
+		// The stand-in stays for the next wait.
+		time.Sleep(20 * time.Millisecond)
+		if n := p.running.Load(); n != 2 {
+			t.Fatalf("after wait %d: %d workers, want 2 (the stand-in lingers)", round, n)
+		}
+	}
+	start := time.Now()
+	waitRunning(1, "after the waits")
+	if d := time.Since(start); d > 3*standInLinger {
+		t.Fatalf("the stand-in left %v after the last wait", d)
 	}
 }
 
