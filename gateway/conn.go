@@ -229,13 +229,15 @@ func (c *conn) write(a, b []byte) bool {
 
 // writeLocked is write with wmu held.
 func (c *conn) writeLocked(a, b []byte) bool {
-	// Two buffers at most: arrays on the stack keep this path free of allocations.
-	var bufs [2][]byte
-	var iov [2]unix.Iovec
-	v := iovecs{bufs: bufs[:0], iov: iov[:0]}
+	// Pooled: arrays on the stack would escape (append may move them), two allocations per
+	// write.
+	v := gatherVecs.Get().(*iovecs)
 	v.add(a)
 	v.add(b)
-	return c.writevLocked(&v)
+	ok := c.writevLocked(v)
+	v.reset()
+	gatherVecs.Put(v)
+	return ok
 }
 
 // writeReplayLocked writes a subscribe's replay: the messages the client asked to resume, after
@@ -318,7 +320,7 @@ func (c *conn) flush() {
 	if len(c.queue) > 0 && !c.closed {
 		// The queue goes out with one writev per 1,024 buffers, not a write per buffer: a
 		// subscriber that fell behind can have many small messages queued.
-		v := flushVecs.Get().(*iovecs)
+		v := gatherVecs.Get().(*iovecs)
 		for len(c.queue) > 0 && !c.closed {
 			for _, p := range c.queue[:min(len(c.queue), maxIovecs)] {
 				v.add(p)
@@ -335,7 +337,7 @@ func (c *conn) flush() {
 				break // the socket is full again
 			}
 		}
-		flushVecs.Put(v)
+		gatherVecs.Put(v)
 	}
 	if len(c.queue) == 0 {
 		c.queue = nil // let the backing array go: an idle connection holds no buffer
@@ -345,8 +347,8 @@ func (c *conn) flush() {
 	}
 }
 
-// flushVecs holds the gathering space of flush.
-var flushVecs = sync.Pool{New: func() any { return new(iovecs) }}
+// gatherVecs holds the gathering space of writes and flushes; what is put back is reset.
+var gatherVecs = sync.Pool{New: func() any { return new(iovecs) }}
 
 // dequeue drops the first n queued bytes, which the socket took. wmu must be held.
 func (c *conn) dequeue(n int) {

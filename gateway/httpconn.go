@@ -91,11 +91,19 @@ func (g *Gateway) AdoptHTTP(w http.ResponseWriter, answer []byte, h http1.Handle
 	return true
 }
 
+// requests holds parsed requests between reads; a request handed to the handler through an
+// interface would otherwise be allocated for each.
+var requests = sync.Pool{New: func() any { return new(http1.Request) }}
+
 func (s *httpSession) onData(p []byte) error {
-	var req http1.Request
+	req := requests.Get().(*http1.Request)
+	defer func() {
+		*req = http1.Request{} // no reference into the read buffer stays behind
+		requests.Put(req)
+	}()
 	for len(p) > 0 {
-		n, st := http1.Parse(p, httpLimits, &req)
-		if st != http1.Complete || !s.serve(&req) {
+		n, st := http1.Parse(p, httpLimits, req)
+		if st != http1.Complete || !s.serve(req) {
 			// Requests that arrive in pieces are rare (clients write a small request at once):
 			// net/http, with its header timeout, takes those too.
 			return s.handBack(p)
