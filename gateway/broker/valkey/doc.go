@@ -12,11 +12,12 @@
 //	herald:{c}:live       shard pub/sub channel (SPUBLISH/SSUBSCRIBE): "<id>\n<prev>\n<event>\n<data>"
 //	herald:control        pub/sub channel (PUBLISH/SUBSCRIBE) for cross-node control messages
 //
-// The stream is trimmed with an exact XADD MAXLEN <size>, so a channel keeps exactly the history
-// it is configured for, as with the memory broker. (MAXLEN ~ would trim only whole macro nodes,
-// 100 entries by default: a channel configured for 10 messages would keep up to 100 and a
-// client 50 messages behind would never be told of the gap it should see. Exact trimming costs
-// one entry deletion per publish once the log is full, which the benchmarks do not notice.)
+// Each publish script ends with an exact XTRIM MAXLEN <size>, so a channel keeps exactly the
+// history it is configured for, as with the memory broker. (MAXLEN ~ would trim only whole
+// macro nodes, 100 entries by default: a channel configured for 10 messages would keep up to 100
+// and a client 50 messages behind would never be told of the gap it should see.) One trim per
+// script rather than XADD MAXLEN per message: the same log once the script ends, and an exact
+// trim per XADD cost more than the XADD itself.
 // The log expires after the retention TTL without a publish.
 //
 // # Continuity

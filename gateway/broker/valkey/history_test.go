@@ -53,6 +53,52 @@ func TestHistoryPaging(t *testing.T) {
 	}
 }
 
+// TestRunLongerThanRetention stores 12 messages in one script call on a channel that keeps 5:
+// the script trims once at its end, and the log must be the same as if it had trimmed after
+// each message: the last 5, continuous from the last trimmed one.
+func TestRunLongerThanRetention(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	b := newTestBroker(t, Options{URL: srv.URL(), Retention: broker.RetentionPolicy{
+		Default: broker.Retention{Size: 5, TTL: time.Hour},
+	}})
+	ctx := context.Background()
+	first := publish(t, b, "r", 0)
+	reqs := make([]broker.PublishRequest, 12)
+	for i := range reqs {
+		reqs[i] = broker.PublishRequest{Channel: "r", Data: data(i + 1)}
+	}
+	results, errs := b.PublishBatch(ctx, reqs)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	page, err := b.History(ctx, "r", broker.HistoryQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != 5 || page.Complete {
+		t.Fatalf("history from zero: %d messages, complete %v; want the last 5, not complete", len(page.Messages), page.Complete)
+	}
+	for i, m := range page.Messages {
+		if want := results[7+i].ID; m.ID != want || string(m.Data) != string(data(8+i)) {
+			t.Fatalf("history[%d] = %v %s, want %v %s", i, m.ID, m.Data, want, data(8+i))
+		}
+	}
+	for _, c := range []struct {
+		since    broker.ID
+		complete bool
+	}{{first, false}, {results[5].ID, false}, {results[6].ID, true}, {results[11].ID, true}} {
+		page, err := b.History(ctx, "r", broker.HistoryQuery{Since: c.since, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page.Complete != c.complete {
+			t.Fatalf("since %v: complete %v, want %v", c.since, page.Complete, c.complete)
+		}
+	}
+}
+
 // TestHistoryContinuityAfterTrim trims a log of 350 messages to 50 and checks Complete at and
 // around the trim point.
 func TestHistoryContinuityAfterTrim(t *testing.T) {
