@@ -175,3 +175,44 @@ func TestQueuedPublishTimesOut(t *testing.T) {
 		t.Fatalf("a queue is left: %d", q)
 	}
 }
+
+// TestQueuedPublishExpiresWhenARunEnds queues more publishes than one run takes behind a call
+// to a stopped server. The one left over has waited the timeout when the second run ends
+// (2 timeouts after the first call started): it fails then, without being sent, rather than a
+// timeout later as the lead of a third run.
+func TestQueuedPublishExpiresWhenARunEnds(t *testing.T) {
+	srv := valkeytest.StartServer(t)
+	const timeout = 500 * time.Millisecond
+	b := newTestBroker(t, Options{URL: srv.URL(), Timeout: timeout})
+	srv.Pause()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { b.Publish(context.Background(), broker.PublishRequest{Channel: "ex", Data: data(0)}) })
+	waitQueued(t, b, "ex", 0)
+	for i := 1; i <= maxRun; i++ {
+		wg.Go(func() { b.Publish(context.Background(), broker.PublishRequest{Channel: "ex", Data: data(i)}) })
+	}
+	waitQueued(t, b, "ex", maxRun)
+	started := time.Now()
+	_, err := b.Publish(context.Background(), broker.PublishRequest{Channel: "ex", Data: []byte(`"left over"`)})
+	if !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("left-over publish: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(started); d > 5*timeout/2 {
+		t.Fatalf("the left-over publish failed after %v, want about %v", d, 2*timeout)
+	}
+	srv.Resume()
+	wg.Wait()
+	if q := queued(b, "ex"); q != -1 {
+		t.Fatalf("a queue is left: %d", q)
+	}
+	page, err := b.History(context.Background(), "ex", broker.HistoryQuery{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range page.Messages {
+		if string(m.Data) == `"left over"` {
+			t.Fatalf("the expired publish was stored as %v", m.ID)
+		}
+	}
+}
