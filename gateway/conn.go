@@ -241,16 +241,18 @@ func (c *conn) writeLocked(a, b []byte) bool {
 }
 
 // writeReplayLocked writes a subscribe's replay: the messages the client asked to resume, after
-// its subscribe answer. What the socket does not take is queued like any write, but does not
-// count toward the slow-consumer bound (QueueBytes): a replay is bounded by the replay cap, and
-// a client that resumes after a long absence must get it whole. Counted, a replay larger than
+// its subscribe answer. What the socket does not take is queued like any write, but up to
+// ReplayQueueBytes of it does not count toward the slow-consumer bound (QueueBytes): a client
+// that resumes after a long absence must get its replay whole. Counted, a replay larger than
 // the bound plus the socket's buffer would end in 4008 on every attempt, each moving the client
-// on by no more than a socket buffer. Live messages queued behind it count as usual. wmu must
-// be held.
+// on by no more than a socket buffer. ReplayQueueBytes keeps a client that resumes many
+// channels and reads nothing from holding unbounded memory. Live messages queued behind a
+// replay count as usual. wmu must be held.
 func (c *conn) writeReplayLocked(p []byte) bool {
-	c.replayEnd = c.queued + len(p) // the most this write can queue: the bound lets it in
+	limit := c.gw.cfg.ReplayQueueBytes
+	c.replayEnd = min(c.queued+len(p), limit) // the most this write may queue past the bound
 	ok := c.writeLocked(p, nil)
-	c.replayEnd = c.queued // the replay's end is the queue's end, or nothing is queued
+	c.replayEnd = min(c.queued, limit) // the replay's end is the queue's end
 	return ok
 }
 

@@ -455,6 +455,24 @@ func TestQueuedMessagesArriveInOrderAfterAStall(t *testing.T) {
 	}
 }
 
+// TestReplayPastItsAllowanceIsASlowConsumer: replays are exempt from the queue bound only up to
+// ReplayQueueBytes per connection; a client that resumes 12 MB and reads nothing is disconnected
+// as a slow consumer once the queue passes both.
+func TestReplayPastItsAllowanceIsASlowConsumer(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes, c.ReplayQueueBytes = 64<<10, 1<<20 }))
+	big := `"` + strings.Repeat("y", 60000) + `"`
+	for range 200 {
+		e.publish("bulk", big)
+	}
+	c := e.dialWS(nil)
+	c.autoPong = false
+	c.auth(e.token([]string{"bulk"}, nil, time.Hour))
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "bulk", "since": "0"})
+	waitFor(t, 5*time.Second, func() bool {
+		return counterValue(t, e.metrics.SlowConsumerDisconnects) == 1
+	}, "the client that reads nothing disconnected as a slow consumer")
+}
+
 // counterValue reads a Prometheus counter.
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()

@@ -46,6 +46,7 @@ type Config struct {
 	FrameRateLimit     int           // client frames per FrameRateWindow [100]
 	FrameRateWindow    time.Duration // [10s]
 	QueueBytes         int           // outbound bytes queued per connection before 4008, replays aside [1 MiB]
+	ReplayQueueBytes   int           // replay bytes a connection may have queued on top of QueueBytes [64 MiB]
 	FanOutBacklog      int           // deliveries queued in the hub before publishers wait [1,000,000]
 	Heartbeat          time.Duration // ping / SSE comment interval [15s]
 	Tick               time.Duration // heartbeat wheel resolution [1s]
@@ -76,6 +77,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxMessageBytes, 64<<10)
 	def(&c.FrameRateLimit, 100)
 	def(&c.QueueBytes, 1<<20)
+	def(&c.ReplayQueueBytes, 64<<20)
 	def(&c.FanOutBacklog, defaultBacklog)
 	defDur(&c.FrameRateWindow, 10*time.Second)
 	defDur(&c.Heartbeat, 15*time.Second)

@@ -52,6 +52,7 @@ type serveConfig struct {
 	maxChannels       int
 	replayCap         int
 	queueBytes        int
+	replayQueueBytes  int
 	fanOutBacklog     int
 	heartbeat         time.Duration
 	shutdownTimeout   time.Duration
@@ -100,6 +101,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
 	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
 	num(&c.queueBytes, "queue-bytes", "HERALD_QUEUE_BYTES", 1<<20, "outbound bytes queued for a slow client before it is disconnected (4008);\na resume's replay does not count")
+	num(&c.replayQueueBytes, "replay-queue-bytes", "HERALD_REPLAY_QUEUE_BYTES", 64<<20, "replay bytes queued for a client on top of --queue-bytes before it is disconnected\n(4008): a client resuming many channels without reading holds no more")
 	num(&c.fanOutBacklog, "fanout-backlog", "HERALD_FANOUT_BACKLOG", 1_000_000, "deliveries (messages x local subscribers) queued for fan-out before publishes wait;\na larger backlog batches more messages per write at saturation, and adds latency")
 	dur(&c.heartbeat, "heartbeat", "HERALD_HEARTBEAT", 15*time.Second, "interval of WebSocket pings and SSE keep-alive comments")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 10*time.Second, "time given to clients to drain on SIGTERM")
@@ -156,7 +158,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gw, err := gateway.New(gateway.Config{
 		Auth: verifier, Metrics: m, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 		MaxChannelsPerConn: c.maxChannels, ReplayCap: c.replayCap, MaxMessageBytes: c.maxMessageBytes,
-		QueueBytes: c.queueBytes, FanOutBacklog: c.fanOutBacklog, Heartbeat: c.heartbeat,
+		QueueBytes: c.queueBytes, ReplayQueueBytes: c.replayQueueBytes, FanOutBacklog: c.fanOutBacklog, Heartbeat: c.heartbeat,
 	})
 	if err != nil {
 		return err
