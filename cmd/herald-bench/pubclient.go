@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -46,11 +47,20 @@ type pubTarget struct {
 	family int
 	dst    unix.Sockaddr
 	head   []byte // request line and headers up to "Content-Length: "
+	open   string // the body up to the message's data: {"data": (herald) or {"channel":..,"data":
 	pad    []byte // filler to make messages larger
 }
 
-// newPubTarget resolves the gateway's address and prepares the request head for channel.
-func newPubTarget(base, token, channel string, pad int) (*pubTarget, error) {
+// Publish APIs the bench can drive. Centrifugo's lets the publish scenario measure that peer on
+// the same machine, interleaved with herald runs, instead of quoting figures taken elsewhere.
+const (
+	apiHerald     = "herald"     // POST /v1/channels/{channel}/messages, Authorization: Bearer
+	apiCentrifugo = "centrifugo" // POST /api/publish, X-API-Key (Centrifugo v6's server API)
+)
+
+// newPubTarget resolves the gateway's address and prepares the request head for channel, in the
+// form of api (apiHerald or apiCentrifugo).
+func newPubTarget(base, token, channel string, pad int, api string) (*pubTarget, error) {
 	u, err := url.Parse(base)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("--url %q: want http://host:port", base)
@@ -73,22 +83,35 @@ func newPubTarget(base, token, channel string, pad int) (*pubTarget, error) {
 		copy(sa.Addr[:], addr.IP.To16())
 		t.family, t.dst = unix.AF_INET6, sa
 	}
-	t.head = []byte("POST /v1/channels/" + url.PathEscape(channel) + "/messages HTTP/1.1\r\nHost: " + u.Host +
-		"\r\nContent-Type: application/json\r\n")
-	t.head = appendAuth(t.head, token)
+	switch api {
+	case apiHerald, "":
+		t.head = []byte("POST /v1/channels/" + url.PathEscape(channel) + "/messages HTTP/1.1\r\nHost: " + u.Host +
+			"\r\nContent-Type: application/json\r\n")
+		t.head = appendAuth(t.head, token)
+		t.open = `{"data":`
+	case apiCentrifugo:
+		name, _ := json.Marshal(channel)
+		t.head = []byte("POST /api/publish HTTP/1.1\r\nHost: " + u.Host +
+			"\r\nContent-Type: application/json\r\nX-API-Key: " + token + "\r\n")
+		t.open = `{"channel":` + string(name) + `,"data":`
+	default:
+		return nil, fmt.Errorf("unknown publish API %q (want %s or %s)", api, apiHerald, apiCentrifugo)
+	}
 	t.head = append(t.head, "Content-Length: "...)
 	return t, nil
 }
 
-// build appends the request for message n: {"data":{"t":<sent>,"n":<n>[,"p":"xx.."]}}.
+// build appends the request for message n, whose data is {"t":<sent>,"n":<n>[,"p":"xx.."]}.
 func (t *pubTarget) build(b []byte, n, sent int64) []byte {
-	bodyLen := len(`{"data":{"t":,"n":}}`) + digits(sent) + digits(n)
+	bodyLen := len(t.open) + len(`{"t":,"n":}}`) + digits(sent) + digits(n)
 	if len(t.pad) > 0 {
 		bodyLen += len(`,"p":""`) + len(t.pad)
 	}
 	b = append(b, t.head...)
 	b = strconv.AppendInt(b, int64(bodyLen), 10)
-	b = append(b, "\r\n\r\n"+`{"data":{"t":`...)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, t.open...)
+	b = append(b, `{"t":`...)
 	b = strconv.AppendInt(b, sent, 10)
 	b = append(b, `,"n":`...)
 	b = strconv.AppendInt(b, n, 10)

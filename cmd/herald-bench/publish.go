@@ -54,8 +54,12 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	drain := fs.Duration("drain", 30*time.Second, "with subscribers: wait at most this long for them to have every message")
 	channel := fs.String("channel", "", "channel to publish to (default bench:publish:<unique>)")
 	pad := fs.Int("pad", 0, "extra bytes of data per message")
+	api := fs.String("api", apiHerald, "publish API: herald, or centrifugo to measure that peer on this machine\n(POST /api/publish with --token as X-API-Key; no subscribers; /metrics needs prometheus enabled)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *api == apiCentrifugo && *subs > 0 {
+		return fmt.Errorf("--api centrifugo: --subscribers is for herald only")
 	}
 	if *conc <= 0 || *dur <= 0 || *subs < 0 {
 		return fmt.Errorf("--publishers and --duration must be positive")
@@ -89,7 +93,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		cpu0 += fl.workerCPU(reps)
 	}
 	g0 := sampleGateway(ctx, f.url, e.pid)
-	load := &pubLoad{cfg: pubConfig{url: f.url, token: e.token, channel: *channel, conc: *conc, duration: *dur, pad: *pad}}
+	load := &pubLoad{cfg: pubConfig{url: f.url, token: e.token, channel: *channel, api: *api, conc: *conc, duration: *dur, pad: *pad}}
 	pub, err := publishWithProgress(ctx, e, fl, load)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 // duration or until a number of messages was accepted.
 type pubConfig struct {
 	url, token, channel string
+	api                 string // apiHerald (the default) or apiCentrifugo
 	conc                int
 	rate                float64       // messages per second over all publishers; 0: as fast as accepted
 	duration            time.Duration // 0: until count
@@ -47,7 +48,7 @@ func pubLoops(conc int) int { return min(conc, 1) }
 // run publishes until the duration passed or count messages were accepted.
 func (pl *pubLoad) run(ctx context.Context) (pubResult, error) {
 	cfg := pl.cfg
-	target, err := newPubTarget(cfg.url, cfg.token, cfg.channel, cfg.pad)
+	target, err := newPubTarget(cfg.url, cfg.token, cfg.channel, cfg.pad, cfg.api)
 	if err != nil {
 		return pubResult{}, err
 	}
