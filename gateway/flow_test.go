@@ -273,11 +273,7 @@ func TestBrokerGapReachesLiveSubscribers(t *testing.T) {
 func TestSSELargeReplayBeforeStart(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 10 }))
 	tok := e.token([]string{"*"}, nil, time.Hour)
-	big := `"` + strings.Repeat("y", 60000) + `"`
-	var ids []string
-	for range 200 { // 12 MB: more than loopback socket buffers hold
-		ids = append(ids, e.publish("bulk", big).String())
-	}
+	ids := e.publishBulk("bulk")
 	c, _ := e.openSSE("channel=bulk&since=0&access_token="+tok, nil)
 	for _, want := range ids {
 		if _, id, _ := c.next().message(t); id != want {
@@ -295,12 +291,8 @@ func TestSSELargeReplayBeforeStart(t *testing.T) {
 // and nobody is disconnected as a slow consumer.
 func TestWebSocketLargeReplayThenLive(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 10 }))
-	big := `"` + strings.Repeat("y", 60000) + `"`
-	first := e.publish("bulk", big)
-	var ids []string
-	for range 200 { // 12 MB
-		ids = append(ids, e.publish("bulk", big).String())
-	}
+	first := e.publish("bulk", `{"first":true}`)
+	ids := e.publishBulk("bulk")
 	c := e.dialWS(nil)
 	c.auth(e.token([]string{"bulk"}, nil, time.Hour))
 	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "bulk", "since": first.String()})
@@ -327,14 +319,8 @@ func TestWebSocketLargeReplayThenLive(t *testing.T) {
 // disconnected as a slow consumer once live messages pile up past the bound.
 func TestLiveMessagesBehindAReplayStillBounded(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes = 64 << 10 }))
-	big := `"` + strings.Repeat("y", 60000) + `"`
-	for range 200 {
-		e.publish("bulk", big)
-	}
-	c := e.dialWS(nil)
-	c.autoPong = false
-	c.auth(e.token([]string{"bulk"}, nil, time.Hour))
-	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "bulk", "since": "0"})
+	e.publishBulk("bulk")
+	e.resumeWithoutReading("bulk")
 	waitFor(t, 5*time.Second, func() bool { return e.gw.Subscribers("bulk") == 1 }, "subscribed")
 	// Queued behind the replay, under the bound: the connection stays.
 	for range 3 {
@@ -460,17 +446,34 @@ func TestQueuedMessagesArriveInOrderAfterAStall(t *testing.T) {
 // as a slow consumer once the queue passes both.
 func TestReplayPastItsAllowanceIsASlowConsumer(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *Config) { c.QueueBytes, c.ReplayQueueBytes = 64<<10, 1<<20 }))
-	big := `"` + strings.Repeat("y", 60000) + `"`
-	for range 200 {
-		e.publish("bulk", big)
-	}
-	c := e.dialWS(nil)
-	c.autoPong = false
-	c.auth(e.token([]string{"bulk"}, nil, time.Hour))
-	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "bulk", "since": "0"})
+	e.publishBulk("bulk")
+	e.resumeWithoutReading("bulk")
 	waitFor(t, 5*time.Second, func() bool {
 		return counterValue(t, e.metrics.SlowConsumerDisconnects) == 1
 	}, "the client that reads nothing disconnected as a slow consumer")
+}
+
+// publishBulk publishes 200 messages of 60 KB to channel (12 MB: more than loopback socket
+// buffers hold) and returns their ids.
+func (e *testEnv) publishBulk(channel string) []string {
+	e.t.Helper()
+	big := `"` + strings.Repeat("y", 60000) + `"`
+	ids := make([]string, 200)
+	for i := range ids {
+		ids[i] = e.publish(channel, big).String()
+	}
+	return ids
+}
+
+// resumeWithoutReading subscribes a WebSocket client to channel from its start and never reads
+// (nor answers pings).
+func (e *testEnv) resumeWithoutReading(channel string) *wsClient {
+	e.t.Helper()
+	c := e.dialWS(nil)
+	c.autoPong = false
+	c.auth(e.token([]string{channel}, nil, time.Hour))
+	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": channel, "since": "0"})
+	return c
 }
 
 // counterValue reads a Prometheus counter.
