@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -73,6 +74,33 @@ func TestWebSocketBearerHeaderAndPublish(t *testing.T) {
 	c.send(map[string]any{"type": "unsubscribe", "id": 4, "channel": "chat:lobby"})
 	c.expect("unsubscribed")
 	waitFor(t, 2*time.Second, func() bool { return e.gw.Subscribers("chat:lobby") == 0 }, "subscriber count drops")
+}
+
+// TestWebSocketPublishWaitsForFanOutRoom: with the node's fan-out full, a WebSocket publish
+// waits for room as an HTTP one does; after FanOutWait it gets "backlogged" and nothing is
+// stored, and a publish made while room comes back goes through.
+func TestWebSocketPublishWaitsForFanOutRoom(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.FanOutBacklog, c.FanOutWait = 10, 300*time.Millisecond }))
+	c := e.dialWS(bearer(e.token(nil, []string{"busy"}, time.Hour)))
+	c.expect("connected")
+	full := e.gw.hub.backlog.acquire(10) // as a fan-out that cannot keep up holds it
+	c.send(map[string]any{"type": "publish", "id": 1, "channel": "busy", "data": 1, "idempotency_key": "k1"})
+	if m := c.expect("error"); m["code"] != "backlogged" || m["id"] != float64(1) {
+		t.Fatalf("error %v, want backlogged for id 1", m)
+	}
+	page, err := e.broker.History(context.Background(), "busy", broker.HistoryQuery{Limit: 10})
+	if err != nil || len(page.Messages) != 0 {
+		t.Fatalf("history after a backlogged publish: %v, %v; want nothing stored", page.Messages, err)
+	}
+	c.send(map[string]any{"type": "publish", "id": 2, "channel": "busy", "data": 1, "idempotency_key": "k1"})
+	time.Sleep(100 * time.Millisecond) // the publish waits for room
+	e.gw.hub.backlog.release(full)
+	if m := c.expect("ack"); m["id"] != float64(2) {
+		t.Fatalf("ack %v, want id 2", m)
+	}
+	if page, err = e.broker.History(context.Background(), "busy", broker.HistoryQuery{Limit: 10}); err != nil || len(page.Messages) != 1 {
+		t.Fatalf("history: %v, %v; want the one message", page.Messages, err)
+	}
 }
 
 func TestSSELiveThenResumeExactlyTheMissed(t *testing.T) {

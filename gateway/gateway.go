@@ -48,6 +48,7 @@ type Config struct {
 	QueueBytes         int           // outbound bytes queued per connection before 4008, replays aside [1 MiB]
 	ReplayQueueBytes   int           // replay bytes a connection may have queued on top of QueueBytes [64 MiB]
 	FanOutBacklog      int           // deliveries queued in the hub before publishers wait [1,000,000]
+	FanOutWait         time.Duration // how long a WebSocket publish waits for fan-out room before "backlogged" [5s]
 	Heartbeat          time.Duration // ping / SSE comment interval [15s]
 	Tick               time.Duration // heartbeat wheel resolution [1s]
 	AuthTimeout        time.Duration // time to send the auth frame [10s]
@@ -88,6 +89,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.PollTimeout, 25*time.Second)
 	defDur(&c.PollTimeoutMax, 60*time.Second)
 	defDur(&c.BrokerTimeout, 5*time.Second)
+	defDur(&c.FanOutWait, 5*time.Second)
 	defDur(&c.ShutdownJitter, 5*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -365,14 +365,25 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 		return
 	}
 	var (
-		res broker.PublishResult
-		err error
+		res        broker.PublishResult
+		err        error
+		backlogged bool
 	)
 	s.gw.poller.Blocking(func() {
+		// As the HTTP API does: at saturation the publisher waits for the fan-out, then is told
+		// to retry, rather than its messages piling up behind the node's delivery.
+		if backlogged = !s.gw.AwaitFanOutRoom(context.Background(), s.gw.cfg.FanOutWait); backlogged {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.gw.cfg.BrokerTimeout)
 		defer cancel()
 		res, err = s.gw.broker.Publish(ctx, req)
 	})
+	if backlogged {
+		s.gw.metrics.PublishErrors.WithLabelValues("backlogged").Inc()
+		s.write(errorFrame(f.ID, "backlogged", "this node cannot deliver messages as fast as they are published; retry (with the same idempotency_key) shortly"), nil)
+		return
+	}
 	if err != nil {
 		s.gw.metrics.PublishErrors.WithLabelValues("broker").Inc()
 		s.write(errorFrame(f.ID, "unavailable", "publish failed; retry with the same idempotency_key"), nil)
