@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"strconv"
@@ -177,7 +178,10 @@ func (c *client) onFrame(op byte, p []byte) error {
 	return errors.New("unexpected opcode " + strconv.Itoa(int(op)))
 }
 
-var keyCode = []byte(`"code":"`)
+var (
+	keyCode        = []byte(`"code":"`)
+	recoveredFalse = []byte(`"recovered":false`)
+)
 
 func (c *client) onText(p []byte) error {
 	switch string(frameType(p)) {
@@ -188,6 +192,9 @@ func (c *client) onText(p []byte) error {
 		}
 		c.loop.onMessage(c, id, sent)
 	case "subscribed":
+		if c.resume && bytes.Contains(p, recoveredFalse) {
+			c.loop.gaps++ // the log no longer holds everything after c.last: told, not silent
+		}
 		if raw, ok := stringField(p, keyLast); ok && !c.resume {
 			if id, ok := parseID(raw); ok && c.last.less(id) {
 				c.last = id
@@ -263,6 +270,16 @@ func (c *client) lostConn(reason string) {
 	}
 	l := c.loop
 	c.closeFD()
+	if l.opts.resume {
+		// As an SDK client would: connect again at once, from the last id seen; the replay
+		// brings what was missed, and the id check counts any duplicate.
+		l.resumed[reason]++
+		l.synced.Add(-1)
+		c.resume = true
+		l.enqueue(c)
+		l.startDials()
+		return
+	}
 	c.state = stClosed
 	l.closes[reason]++
 	if l.expect > 0 && c.count < l.expect {
@@ -276,8 +293,10 @@ func (c *client) attemptFailed(reason string) {
 	l := c.loop
 	c.closeFD()
 	l.errs[reason]++
-	if int(c.tries) < l.opts.retries {
-		c.tries++
+	// A subscriber resuming after the gateway closed it keeps trying, as an SDK client does: an
+	// "unavailable" answer under load is the gateway saying "later", not a loss.
+	if int(c.tries) < l.opts.retries || (l.opts.resume && c.resume) {
+		c.tries = min(c.tries+1, 100)
 		c.state = stRetry
 		c.retryAt = time.Now().UnixNano() + int64(backoff(int(c.tries)))
 		return

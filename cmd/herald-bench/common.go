@@ -147,7 +147,9 @@ type connectResult struct {
 }
 
 // connect starts the workers and opens n subscribers; subscriber i listens on channels[i%len].
-func (e *env) connect(n int, channels []string, latency bool) (*fleet, connectResult, error) {
+// connect opens n subscribers over the fleet; with resume, one the gateway closes later connects
+// again and resumes (command.Resume).
+func (e *env) connect(n int, channels []string, latency, resume bool) (*fleet, connectResult, error) {
 	f := e.f
 	procs := f.procs
 	if procs <= 0 {
@@ -168,7 +170,7 @@ func (e *env) connect(n int, channels []string, latency bool) (*fleet, connectRe
 		return command{Op: "connect", URL: f.url, Token: e.token, SSE: f.transport == "sse",
 			From: n * i / procs, To: n * (i + 1) / procs, Channels: channels, SourceIPs: e.sources,
 			DialConc: f.dialConc, Loops: loops, Retries: f.retries, Timeout: int64(f.timeout), Latency: latency,
-			ReadTick: int64(f.readTick)}
+			ReadTick: int64(f.readTick), Resume: resume}
 	}, e.pr, func(s reply) string {
 		return fmt.Sprintf("connect: %d/%d subscribed, %d failed", s.Synced, n, s.Failed)
 	})

@@ -39,6 +39,7 @@ type loop struct {
 	gaps          uint64
 	errs          map[string]int // failed attempts by reason (before sync)
 	closes        map[string]int // connections lost after sync, by reason
+	resumed       map[string]int // with opts.resume: connections closed after sync and resumed, by reason
 
 	// progress, read by the worker goroutine
 	synced   atomic.Int64
@@ -67,6 +68,7 @@ type dialOptions struct {
 	readTick time.Duration
 	retries  int
 	sources  []unix.Sockaddr // bind addresses; empty: the kernel chooses
+	resume   bool            // a subscriber the gateway closes resumes at once (command.Resume)
 }
 
 // wakeIdx is the epoll token of a loop's eventfd (connections' tokens are indexes, never negative).
@@ -101,7 +103,7 @@ func newLoop(opts *dialOptions, maxInflight int) (*loop, error) {
 	return &loop{
 		epfd: epfd, evfd: evfd, opts: opts, maxInflight: max(1, maxInflight),
 		buf: make([]byte, 64<<10), lat: newHistogram(), catchup: newHistogram(),
-		errs: map[string]int{}, closes: map[string]int{},
+		errs: map[string]int{}, closes: map[string]int{}, resumed: map[string]int{},
 	}, nil
 }
 
@@ -309,6 +311,7 @@ func (l *loop) resetCounts() {
 	l.expect, l.behind = 0, 0
 	l.doneAt.Store(0)
 	clear(l.closes)
+	clear(l.resumed)
 }
 
 // dropAll closes every connection at once (with a reset, so no port lingers in TIME_WAIT).

@@ -88,7 +88,7 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if g := sampleGateway(ctx, f.url, e.pid); !g.Metrics {
 		return fmt.Errorf("gateway not reachable: %s", g.Err)
 	}
-	fl, conn, err := e.connect(*n, []string{*channel}, true)
+	fl, conn, err := e.connect(*n, []string{*channel}, true, false)
 	if err != nil {
 		return err
 	}

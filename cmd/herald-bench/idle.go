@@ -75,7 +75,7 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for i := range names {
 		names[i] = fmt.Sprintf("bench:idle:%s:%d", run, i)
 	}
-	fl, conn, err := e.connect(*n, names, false)
+	fl, conn, err := e.connect(*n, names, false, false)
 	if err != nil {
 		return err
 	}

@@ -165,7 +165,7 @@ func (f *fleet) close() {
 // merge sums the workers' replies of one command.
 func merge(rs []reply) (sum reply, lat, catchup *histogram) {
 	lat, catchup = newHistogram(), newHistogram()
-	sum.Errors, sum.Closes = map[string]int{}, map[string]int{}
+	sum.Errors, sum.Closes, sum.Resumed = map[string]int{}, map[string]int{}, map[string]int{}
 	sum.MinCount = ^uint32(0)
 	allDone := true
 	for _, r := range rs {
@@ -192,6 +192,9 @@ func merge(rs []reply) (sum reply, lat, catchup *histogram) {
 		}
 		for k, v := range r.Closes {
 			sum.Closes[k] += v
+		}
+		for k, v := range r.Resumed {
+			sum.Resumed[k] += v
 		}
 		if r.Latency != nil {
 			lat.mergeWire(*r.Latency)

@@ -32,10 +32,13 @@ type publishResult struct {
 	Dups        uint64            `json:"duplicated"`
 	TimedOut    bool              `json:"drain_timed_out,omitempty"`
 	LossySubs   int               `json:"subscribers_with_loss,omitempty"`
-	// Closes are subscriber connections the gateway ended during the run, by reason. The bench
-	// does not resume them: a "slow_consumer" close (4008) means the bench read too slowly, and
-	// the messages after it count as lost for that subscriber.
+	// Closes are subscriber connections the gateway ended during the run, by reason. With
+	// --resume=false the bench does not resume them: a "slow_consumer" close (4008) means the
+	// bench read too slowly, and the messages after it count as lost for that subscriber. With
+	// --resume (the default) they resume at once and count in Resumed instead.
 	Closes      map[string]int `json:"lost_after_subscribe,omitempty"`
+	Resumed     map[string]int `json:"resumed_after_close,omitempty"`
+	Gaps        uint64         `json:"gaps_reported,omitempty"` // resumes the gateway said were not complete
 	GatewayCPU  float64        `json:"gateway_cpu_seconds"`
 	CPUPerPub   float64        `json:"gateway_cpu_us_per_publish"`
 	BenchCPU    float64        `json:"bench_cpu_seconds"`
@@ -54,6 +57,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	drain := fs.Duration("drain", 30*time.Second, "with subscribers: wait at most this long for them to have every message")
 	channel := fs.String("channel", "", "channel to publish to (default bench:publish:<unique>)")
 	pad := fs.Int("pad", 0, "extra bytes of data per message")
+	resume := fs.Bool("resume", true, "with subscribers: one the gateway closes (4008 when the bench reads too slowly)\nresumes at once from its last id, as the SDKs do; false: it counts as lost")
 	api := fs.String("api", apiHerald, "publish API: herald, or centrifugo to measure that peer on this machine\n(POST /api/publish with --token as X-API-Key; no subscribers; /metrics needs prometheus enabled)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -79,7 +83,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var reps []reply
 	if *subs > 0 {
 		var conn connectResult
-		if fl, conn, err = e.connect(*subs, []string{*channel}, false); err != nil {
+		if fl, conn, err = e.connect(*subs, []string{*channel}, false, *resume); err != nil {
 			return err
 		}
 		defer fl.close()
@@ -111,7 +115,7 @@ func runPublish(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		sum, _, _ := merge(reps)
 		res.Deliveries, res.Lost, res.Dups, res.TimedOut = sum.Received, sum.Lost, sum.Dups, sum.DoneAt == 0
-		res.LossySubs, res.Closes = sum.LossyClients, sum.Closes
+		res.LossySubs, res.Closes, res.Resumed, res.Gaps = sum.LossyClients, sum.Closes, sum.Resumed, sum.Gaps
 		cpu1 += fl.workerCPU(reps)
 	}
 	fillPublish(&res, pub, g0, g1, cpu1-cpu0)
@@ -156,6 +160,9 @@ func publishRows(r publishResult) [][2]string {
 		if len(r.Closes) > 0 {
 			rows = append(rows, [2]string{"connections lost", countsText(r.Closes) +
 				" (not resumed by the bench; slow_consumer: it read too slowly, its lost messages are in the log)"})
+		}
+		if len(r.Resumed) > 0 {
+			rows = append(rows, [2]string{"connections resumed", fmt.Sprintf("%s (closed by the gateway, resumed from the last id); %d resumes told of a gap (more behind than the gateway's --history-size or --replay-cap)", countsText(r.Resumed), r.Gaps)})
 		}
 	}
 	rows = append(rows,

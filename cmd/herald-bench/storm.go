@@ -69,7 +69,7 @@ func runStorm(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for i := range names {
 		names[i] = fmt.Sprintf("bench:storm:%s:%d", run, i)
 	}
-	fl, conn, err := e.connect(*n, names, false)
+	fl, conn, err := e.connect(*n, names, false, false)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type command struct {
 	Retries   int      `json:"retries,omitempty"`
 	Timeout   int64    `json:"timeout,omitempty"` // ns, per connection attempt
 	Latency   bool     `json:"latency,omitempty"` // record delivery latency
+	// Resume: a subscriber the gateway closes (4008 slow consumer, for one) connects again at
+	// once and resumes from its last id, as the SDKs do, instead of counting as lost.
+	Resume bool `json:"resume,omitempty"`
 
 	// wait, resume, stats
 	Expect  uint32 `json:"expect,omitempty"`   // messages each connection should have
@@ -65,6 +68,7 @@ type reply struct {
 	LastRecv     int64          `json:"last_recv,omitempty"`
 	Errors       map[string]int `json:"errors,omitempty"`
 	Closes       map[string]int `json:"closes,omitempty"`
+	Resumed      map[string]int `json:"resumed,omitempty"` // with Resume: closes resumed from, by reason
 	Latency      *wireHist      `json:"latency,omitempty"`
 	Catchup      *wireHist      `json:"catchup,omitempty"`
 	CPU          float64        `json:"cpu"` // user+system seconds of the worker's process
@@ -198,7 +202,8 @@ func dialOptionsOf(cmd command) (*dialOptions, error) {
 	dst := &unix.SockaddrInet4{Port: addr.Port}
 	copy(dst.Addr[:], addr.IP.To4())
 	opts := &dialOptions{dst: dst, host: u.Host, token: cmd.Token, sse: cmd.SSE,
-		timeout: time.Duration(cmd.Timeout), retries: cmd.Retries, readTick: time.Duration(cmd.ReadTick)}
+		timeout: time.Duration(cmd.Timeout), retries: cmd.Retries, readTick: time.Duration(cmd.ReadTick),
+		resume: cmd.Resume}
 	if opts.timeout <= 0 {
 		opts.timeout = 30 * time.Second
 	}
@@ -291,7 +296,7 @@ func (wk *worker) wait(cmd command) reply {
 
 // stats gathers every loop's counters; expect, when set, is what each connection should have.
 func (wk *worker) stats(expect uint32) reply {
-	r := reply{Errors: map[string]int{}, Closes: map[string]int{}, MinCount: ^uint32(0)}
+	r := reply{Errors: map[string]int{}, Closes: map[string]int{}, Resumed: map[string]int{}, MinCount: ^uint32(0)}
 	lat, catchup := newHistogram(), newHistogram()
 	doneAll := true
 	wk.each(func(l *loop) {
@@ -311,6 +316,9 @@ func (wk *worker) stats(expect uint32) reply {
 		}
 		for k, v := range l.closes {
 			r.Closes[k] += v
+		}
+		for k, v := range l.resumed {
+			r.Resumed[k] += v
 		}
 		lat.Merge(l.lat)
 		catchup.Merge(l.catchup)

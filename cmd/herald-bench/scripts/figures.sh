@@ -36,7 +36,7 @@ start_valkey() {
 		valkey-server --port $VALKEY_PORT --save '' --appendonly no --daemonize yes >/dev/null
 	for _ in $(seq 50); do valkey-cli -p $VALKEY_PORT ping >/dev/null 2>&1 && break; sleep 0.1; done
 	valkey-cli -p $VALKEY_PORT flushall >/dev/null
-	start_gateway --valkey-url "valkey://127.0.0.1:$VALKEY_PORT"
+	start_gateway --valkey-url "valkey://127.0.0.1:$VALKEY_PORT" "$@"
 }
 
 bench() { "$BIN/herald-bench" "$@" --url "http://$ADDR" --secret "$SECRET" --json --quiet; }
@@ -55,9 +55,9 @@ for sc in "${scenarios[@]}"; do
 		sse-sat) start_gateway; bench fanout -n 10000 --rate 0 --duration 5s --drain 300s --transport sse ;;
 		vsat) start_valkey; bench fanout -n 10000 --rate 0 --duration 5s --drain 300s ;;
 		pub0) start_gateway; bench publish --publishers 64 --duration 10s ;;
-		pub1k) start_gateway; bench publish --publishers 64 --duration 10s --subscribers 1000 ;;
+		pub1k) start_gateway --history-size 1000000 --replay-cap 1000000; bench publish --publishers 64 --duration 10s --subscribers 1000 ;;
 		vpub0) start_valkey; bench publish --publishers 64 --duration 10s ;;
-		vpub1k) start_valkey; bench publish --publishers 64 --duration 10s --subscribers 1000 ;;
+		vpub1k) start_valkey --history-size 1000000 --replay-cap 1000000; bench publish --publishers 64 --duration 10s --subscribers 1000 ;;
 		storm) start_gateway; bench storm -n 15000 --messages 50 ;;
 		vstorm) start_valkey; bench storm -n 15000 --messages 50 ;;
 		*) echo "unknown scenario $sc" >&2; exit 2 ;;
