@@ -18,10 +18,22 @@ import (
 // which starts when the current one ends and serves everyone who arrived meanwhile. A caller
 // that arrives when nothing is in flight starts a read at once, so a lone subscribe waits for
 // nothing.
+//
+// At most maxReplayReads reads run at once per node; the others wait their turn before their
+// broker deadline starts. Hundreds of clients resuming different positions at once, each with
+// a backlog of thousands of entries, otherwise all ask Valkey together: every read then takes
+// longer than the broker timeout, all fail, and the clients' retries repeat it without end.
+// In turn, each read takes what one read takes, and the turns move on.
 type replayReads struct {
 	mu      sync.Mutex
 	flights map[replayKey]*replayFlight
+	turns   chan struct{} // a token per read running; made on first use
 }
+
+// maxReplayReads bounds the history reads of subscribes running at once on a node: enough to
+// keep a remote broker busy (Valkey runs one command at a time anyway), few enough that each
+// gets the broker's attention within its deadline.
+const maxReplayReads = 8
 
 type replayKey struct {
 	channel string
@@ -49,6 +61,7 @@ func (r *replayReads) read(ctx context.Context, b broker.Broker, timeout time.Du
 	r.mu.Lock()
 	if r.flights == nil {
 		r.flights = make(map[replayKey]*replayFlight)
+		r.turns = make(chan struct{}, maxReplayReads)
 	}
 	f := r.flights[key]
 	if f == nil {
@@ -83,9 +96,11 @@ func (r *replayReads) fly(key replayKey, f *replayFlight, b broker.Broker, timeo
 			return
 		}
 		r.mu.Unlock()
+		r.turns <- struct{}{}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		batch.page, batch.err = b.History(ctx, key.channel, key.q)
 		cancel()
+		<-r.turns
 		close(batch.done)
 	}
 }

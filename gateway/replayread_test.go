@@ -87,3 +87,33 @@ func TestReplayReadsShareOnlyLaterReads(t *testing.T) {
 		t.Fatalf("a different query got read %d, want its own read 3", n)
 	}
 }
+
+// TestReplayReadsTakeTurns: reads of different keys run at most maxReplayReads at once; the
+// others wait their turn (not failing meanwhile) and run as turns free up.
+func TestReplayReadsTakeTurns(t *testing.T) {
+	b := &gatedHistory{gate: make(chan struct{})}
+	var r replayReads
+	const n = 3 * maxReplayReads
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := r.read(context.Background(), b, 5*time.Second, "ch-"+itoa(i), broker.HistoryQuery{Limit: 10})
+			errs <- err
+		}()
+	}
+	waitFor(t, time.Second, func() bool { return b.calls.Load() == maxReplayReads }, "the first reads start")
+	time.Sleep(50 * time.Millisecond)
+	if c := b.calls.Load(); c != maxReplayReads {
+		t.Fatalf("%d reads running at once, want %d", c, maxReplayReads)
+	}
+	for i := range n {
+		b.gate <- struct{}{} // one read answers; a waiting one takes its turn
+		if err := <-errs; err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		if c, want := b.calls.Load(), uint64(min(n, maxReplayReads+i+1)); c > want {
+			t.Fatalf("after %d answers %d reads started, want at most %d", i+1, c, want)
+		}
+	}
+	waitFor(t, time.Second, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.flights) == 0 }, "no flight left behind")
+}
