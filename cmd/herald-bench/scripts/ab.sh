@@ -10,6 +10,7 @@
 # every run is left in OUT (default /tmp/herald-ab).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+. cmd/herald-bench/scripts/lib.sh
 [ $# -ge 4 ] || { sed -n '2,11p' "$0"; exit 2; }
 old=$1 new=$2 pairs=$3
 shift 3
@@ -36,13 +37,11 @@ for r in $(seq "$pairs"); do
 		sleep 0.5
 		extra=()
 		if [ $valkey = yes ]; then
-			valkey-cli -p 16398 shutdown nosave >/dev/null 2>&1 || true
-			valkey-server --port 16398 --save '' --appendonly no --daemonize yes >/dev/null
-			for _ in $(seq 50); do valkey-cli -p 16398 ping >/dev/null 2>&1 && break; sleep 0.1; done
+			fresh_valkey 16398
 			extra=(--valkey-url valkey://127.0.0.1:16398)
 		fi
 		"$OUT/herald-$v" serve --listen $ADDR --jwt-secret $SECRET "${extra[@]}" >"$OUT/gateway-$v.log" 2>&1 &
-		for _ in $(seq 50); do curl -sf "http://$ADDR/healthz" >/dev/null && break; sleep 0.1; done
+		wait_http "http://$ADDR/healthz"
 		"$OUT/herald-bench" "$@" --url "http://$ADDR" --secret $SECRET --json --quiet >"$OUT/$v-$r.json"
 		jq -r --arg tag "$v $r" '"\($tag): " + ([
 			(if .accepted_per_second then "\(.accepted_per_second|floor) req/s" else empty end),

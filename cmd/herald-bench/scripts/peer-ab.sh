@@ -14,6 +14,7 @@
 # are left in OUT (default /tmp/herald-peer).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+. cmd/herald-bench/scripts/lib.sh
 [ $# -ge 3 ] || { sed -n '2,14p' "$0"; exit 2; }
 centrifugo=$1 pairs=$2
 shift 2
@@ -47,18 +48,17 @@ for r in $(seq "$pairs"); do
 		sleep 0.5
 		extra=()
 		if [ $valkey = yes ]; then
-			valkey-server --port 16398 --save '' --appendonly no --daemonize yes >/dev/null
-			for _ in $(seq 50); do valkey-cli -p 16398 ping >/dev/null 2>&1 && break; sleep 0.1; done
+			fresh_valkey 16398
 			extra=(--valkey-url valkey://127.0.0.1:16398)
 		fi
 		channel=benchpub$r
 		if [ $v = herald ]; then
 			"$OUT/herald" serve --listen $ADDR --jwt-secret $SECRET "${extra[@]}" >"$OUT/gateway-$v.log" 2>&1 &
-			for _ in $(seq 50); do curl -sf "http://$ADDR/healthz" >/dev/null && break; sleep 0.1; done
+			wait_http "http://$ADDR/healthz"
 			cred=(--secret $SECRET)
 		else
 			"$centrifugo" --config "$OUT/centrifugo.json" >"$OUT/gateway-$v.log" 2>&1 &
-			for _ in $(seq 50); do curl -sf "http://$ADDR/health" >/dev/null && break; sleep 0.1; done
+			wait_http "http://$ADDR/health"
 			cred=(--token $KEY --api centrifugo)
 		fi
 		"$OUT/herald-bench" publish "$@" --channel $channel --url "http://$ADDR" "${cred[@]}" --json --quiet >"$OUT/$v-$r.json"
