@@ -149,12 +149,13 @@ func (b *Broker) runPublishes(ctx context.Context, channel string, run []*pendin
 // takeExpired removes from q the publishes that have waited Options.Timeout and returns them,
 // to be answered as timed out. b.pubMu must be held.
 func (b *Broker) takeExpired(q *publishQueue) []*pendingPublish {
-	if len(q.waiting) == 0 || time.Since(q.waiting[0].queued) < b.timeout {
+	cutoff := time.Now().Add(-b.timeout)
+	if len(q.waiting) == 0 || q.waiting[0].queued.After(cutoff) {
 		return nil // the oldest is first
 	}
 	var expired []*pendingPublish
 	q.waiting = slices.DeleteFunc(q.waiting, func(p *pendingPublish) bool {
-		if time.Since(p.queued) < b.timeout {
+		if p.queued.After(cutoff) {
 			return false
 		}
 		p.taken = true
