@@ -179,10 +179,12 @@ func TestQueuedPublishTimesOut(t *testing.T) {
 // TestQueuedPublishExpiresWhenARunEnds queues more publishes than one run takes behind a call
 // to a stopped server. The one left over has waited the timeout when the second run ends
 // (2 timeouts after the first call started): it fails then, without being sent, rather than a
-// timeout later as the lead of a third run.
+// timeout later as the lead of a third run. (That holds when the left-over is queued less than a
+// timeout after the first call started: the timeout is long enough for queueing maxRun publishes
+// on a loaded machine, where 500 ms was not.)
 func TestQueuedPublishExpiresWhenARunEnds(t *testing.T) {
 	srv := valkeytest.StartServer(t)
-	const timeout = 500 * time.Millisecond
+	const timeout = 1500 * time.Millisecond
 	b := newTestBroker(t, Options{URL: srv.URL(), Timeout: timeout})
 	srv.Pause()
 	var wg sync.WaitGroup
