@@ -132,11 +132,7 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 		s.subMu.Unlock()
 		return nil
 	case ws.OpClose:
-		code := uint16(1000)
-		if len(payload) >= 2 {
-			code = binary.BigEndian.Uint16(payload)
-		}
-		return closeWith(code, "client_closed", "")
+		return closeFromClient(payload)
 	case ws.OpBinary:
 		return closeWith(1003, "bad_frame", "binary frames are not supported: send JSON text frames")
 	}
@@ -151,6 +147,38 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
 	}
 	return s.handle(f)
+}
+
+// closeFromClient answers the client's close frame: a valid code is echoed (no code, 1000); a
+// payload of one byte, a code RFC 6455 (7.4) does not allow on the wire, or a reason that is not
+// UTF-8 is a protocol error, answered with 1002.
+func closeFromClient(payload []byte) error {
+	if len(payload) == 0 {
+		return closeWith(1000, "client_closed", "")
+	}
+	if len(payload) == 1 {
+		return closeWith(1002, "bad_frame", "invalid close frame")
+	}
+	code := binary.BigEndian.Uint16(payload)
+	if !validCloseCode(code) {
+		return closeWith(1002, "bad_frame", "invalid close code")
+	}
+	if !utf8.Valid(payload[2:]) {
+		return closeWith(1002, "bad_frame", "close reason is not valid UTF-8")
+	}
+	return closeWith(code, "client_closed", "")
+}
+
+// validCloseCode reports whether a peer may send code in a close frame: the codes RFC 6455
+// defines for that (1000-1003, 1007-1011) and the ones registered since (1012-1014), and the
+// ranges for libraries (3000-3999) and applications (4000-4999). 1004 is reserved, and 1005,
+// 1006 and 1015 only stand for "none" or "failed" locally; everything else is unassigned.
+func validCloseCode(code uint16) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	}
+	return code >= 3000 && code <= 4999
 }
 
 // freeFrame reports whether f is exempt from the frame limit: a subscribe while the connection
