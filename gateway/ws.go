@@ -252,12 +252,39 @@ func (s *wsSession) handleAuth(f clientFrame) error {
 	s.subMu.Lock()
 	first := s.claims == nil
 	s.setClaims(claims)
+	ended := s.takeForbiddenLocked(claims)
 	s.subMu.Unlock()
 	if first {
 		s.gw.authDone(s)
 	}
+	// Out of the hub before anything is written: no message of those channels follows.
+	for _, sub := range ended {
+		s.gw.hub.remove(sub)
+	}
 	s.write(s.connectedFrame(f.ID), nil)
+	for _, sub := range ended {
+		name := sub.ch.name
+		s.write(newServerFrame("error").str("code", "forbidden").str("channel", name).
+			str("message", "token does not allow channel "+name+": the subscription ended").bytes(), nil)
+	}
 	return nil
+}
+
+// takeForbiddenLocked takes out of subs, and returns, the subscriptions that c does not allow:
+// a token that replaces another keeps only the channels it grants itself. subMu must be held.
+func (s *wsSession) takeForbiddenLocked(c *auth.Claims) []*subscription {
+	var ended []*subscription
+	kept := s.subs[:0]
+	for _, sub := range s.subs {
+		if c.CanSubscribe(sub.ch.name) {
+			kept = append(kept, sub)
+		} else {
+			ended = append(ended, sub)
+		}
+	}
+	clear(s.subs[len(kept):])
+	s.subs = kept
+	return ended
 }
 
 // setClaims installs a (new) credential; subMu must be held.
