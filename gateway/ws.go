@@ -32,9 +32,12 @@ type wsSession struct {
 	frames      int32 // client frames in the window; read side only (beside subMu to save padding)
 	refreshSent bool
 	pingSent    bool // a ping is outstanding; guarded by subMu
-	subs        []*subscription
-	claims      *auth.Claims // nil until authenticated
-	expires     int64        // unix seconds; 0 when the credential does not expire
+	// cleaned (under subMu) says cleanup ran: the connection is closed and its subscriptions
+	// released, so a subscribe still in flight must release its own rather than add it to subs.
+	cleaned bool
+	subs    []*subscription
+	claims  *auth.Claims // nil until authenticated
+	expires int64        // unix seconds; 0 when the credential does not expire
 }
 
 // decoders holds the frame decoders of connections that are between frames. A connection
@@ -343,6 +346,11 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, "too-many-channels", "a connection may subscribe to at most "+itoa(s.gw.cfg.MaxChannelsPerConn)+" channels"), nil)
 		return
 	}
+	if s.isClosed() {
+		// Closed (a write found the socket reset, say) while frames it had sent were still
+		// being handled: a join now would only be undone by cleanup.
+		return
+	}
 	var (
 		sub  *subscription
 		page broker.HistoryPage
@@ -357,9 +365,10 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
 		return
 	}
-	s.subMu.Lock()
-	s.subs = append(s.subs, sub)
-	s.subMu.Unlock()
+	if !s.addSub(sub) {
+		s.gw.hub.remove(sub) // cleanup ran during the join: this one is ours to release
+		return
+	}
 
 	frame := newServerFrame("subscribed").id(f.ID).str("channel", f.Channel).boolean("recovered", page.Complete)
 	frame.msgID("last_id", page.LastID)
@@ -381,6 +390,18 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 	if err := s.gw.hub.goLive(sub, *through); err != nil {
 		s.close(causeSlow)
 	}
+}
+
+// addSub adds sub to the session's subscriptions and reports true, or reports false once
+// cleanup ran: then nothing would ever release it, and the caller must.
+func (s *wsSession) addSub(sub *subscription) bool {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.cleaned {
+		return false
+	}
+	s.subs = append(s.subs, sub)
+	return true
 }
 
 // find returns the subscription to channel; subMu must be held.
@@ -501,10 +522,13 @@ func (s *wsSession) heartbeat(now int64) {
 
 var pingFrame = wsframe.Frame(ws.OpPing, nil)
 
+// cleanup releases the subscriptions of the closed connection. A subscribe in flight meanwhile
+// sees cleaned and releases its own (see addSub).
 func (s *wsSession) cleanup() {
 	s.subMu.Lock()
 	subs := s.subs
 	s.subs = nil
+	s.cleaned = true
 	s.subMu.Unlock()
 	for _, sub := range subs {
 		s.gw.hub.remove(sub)
