@@ -124,20 +124,21 @@ func closeWith(code uint16, metric, reason string) error {
 	return &causeError{closeCause{code: code, reason: reason, metric: metric}}
 }
 
+// errRateLimited closes a connection that sent more frames than the limit allows.
+var errRateLimited error = closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
+
+// onFrame handles one client frame. Every frame counts toward the frame limit (allowFrame),
+// control frames included, except a subscribe that succeeds: handleSubscribe counts the ones it
+// refuses.
 func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	switch op {
-	case ws.OpPing:
-		s.write(wsframe.Frame(ws.OpPong, append([]byte(nil), payload...)), nil)
-		return nil
-	case ws.OpPong:
-		s.subMu.Lock()
-		s.pingSent = false
-		s.subMu.Unlock()
-		return nil
 	case ws.OpClose:
-		return closeFromClient(payload)
+		return closeFromClient(payload) // ends the connection: there is nothing left to limit
 	case ws.OpBinary:
 		return closeWith(1003, "bad_frame", "binary frames are not supported: send JSON text frames")
+	}
+	if op != ws.OpText {
+		return s.onControl(op, payload)
 	}
 	if !utf8.Valid(payload) {
 		return closeWith(1007, "bad_frame", "text frame is not valid UTF-8")
@@ -146,10 +147,26 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	if err != nil {
 		return closeWith(4000, "bad_frame", "malformed frame: "+jsonProblem(err))
 	}
-	if !s.freeFrame(f) && !s.allowFrame() {
-		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
+	if f.Type != "subscribe" && !s.allowFrame() {
+		return errRateLimited
 	}
 	return s.handle(f)
+}
+
+// onControl answers a ping and notes a pong. Both count toward the frame limit: answering
+// pings costs a write each, so an unlimited stream of them would cost a worker.
+func (s *wsSession) onControl(op ws.OpCode, payload []byte) error {
+	if !s.allowFrame() {
+		return errRateLimited
+	}
+	if op == ws.OpPing {
+		s.write(wsframe.Frame(ws.OpPong, append([]byte(nil), payload...)), nil)
+		return nil
+	}
+	s.subMu.Lock()
+	s.pingSent = false
+	s.subMu.Unlock()
+	return nil
 }
 
 // closeFromClient answers the client's close frame: a valid code is echoed (no code, 1000); a
@@ -184,18 +201,6 @@ func validCloseCode(code uint16) bool {
 	return code >= 3000 && code <= 4999
 }
 
-// freeFrame reports whether f is exempt from the frame limit: a subscribe while the connection
-// has room for another channel. Subscribing is bounded by the channel cap anyway, and a client
-// that resumes 128 channels at once must not be closed for it.
-func (s *wsSession) freeFrame(f clientFrame) bool {
-	if f.Type != "subscribe" {
-		return false
-	}
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	return len(s.subs) < s.gw.cfg.MaxChannelsPerConn
-}
-
 // allowFrame counts a client frame against the window limit.
 func (s *wsSession) allowFrame() bool {
 	now := s.gw.wheel.now()
@@ -216,7 +221,9 @@ func (s *wsSession) handle(f clientFrame) error {
 	case "ping":
 		s.write(newServerFrame("pong").id(f.ID).bytes(), nil)
 		return nil
-	case "subscribe", "unsubscribe", "publish":
+	case "subscribe":
+		return s.handleSubscribe(f, s.currentClaims())
+	case "unsubscribe", "publish":
 	default:
 		s.write(errorFrame(f.ID, "unknown-type", "unknown frame type "+quote(f.Type)), nil)
 		return nil
@@ -226,12 +233,9 @@ func (s *wsSession) handle(f clientFrame) error {
 		s.write(errorFrame(f.ID, "unauthenticated", "send an auth frame first"), nil)
 		return nil
 	}
-	switch f.Type {
-	case "subscribe":
-		s.handleSubscribe(f, claims)
-	case "unsubscribe":
+	if f.Type == "unsubscribe" {
 		s.handleUnsubscribe(f)
-	default:
+	} else {
 		s.handlePublish(f, claims)
 	}
 	return nil
@@ -317,39 +321,19 @@ func (s *wsSession) connectedFrame(id json.Number) []byte {
 	return f.bytes()
 }
 
-func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
-	if !broker.ValidChannel(f.Channel) {
-		s.write(errorFrame(f.ID, "invalid-channel", "invalid channel name "+quote(f.Channel)), nil)
-		return
-	}
-	if !claims.CanSubscribe(f.Channel) {
-		s.write(errorFrame(f.ID, "forbidden", "token does not allow channel "+f.Channel), nil)
-		return
-	}
-	var since *broker.ID
-	if f.Since != nil {
-		id, err := broker.ParseID(*f.Since)
-		if err != nil {
-			s.write(errorFrame(f.ID, "invalid-since", "since must be a message id such as 1732700000000-0"), nil)
-			return
-		}
-		since = &id
-	}
-	s.subMu.Lock()
-	dup, full := s.find(f.Channel) != nil, len(s.subs) >= s.gw.cfg.MaxChannelsPerConn
-	s.subMu.Unlock()
-	if dup {
-		s.write(errorFrame(f.ID, "already-subscribed", "already subscribed to "+f.Channel), nil)
-		return
-	}
-	if full {
-		s.write(errorFrame(f.ID, "too-many-channels", "a connection may subscribe to at most "+itoa(s.gw.cfg.MaxChannelsPerConn)+" channels"), nil)
-		return
+// handleSubscribe joins a channel, writes the answer and the replay, and turns the subscription
+// live. A subscribe it refuses counts toward the frame limit (see refuse); one that succeeds does
+// not: the channel cap bounds those, and a client resuming all its channels at once must not be
+// closed for it.
+func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
+	since, code, msg := s.checkSubscribe(f, claims)
+	if code != "" {
+		return s.refuse(f.ID, code, msg)
 	}
 	if s.isClosed() {
 		// Closed (a write found the socket reset, say) while frames it had sent were still
 		// being handled: a join now would only be undone by cleanup.
-		return
+		return errSessionClosed
 	}
 	var (
 		sub  *subscription
@@ -362,12 +346,12 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
 	})
 	if err != nil {
-		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
-		return
+		s.gw.log.Error("subscribe failed", "channel", f.Channel, "err", err)
+		return s.refuse(f.ID, "unavailable", "cannot subscribe now; retry later")
 	}
 	if !s.addSub(sub) {
 		s.gw.hub.remove(sub) // cleanup ran during the join: this one is ours to release
-		return
+		return errSessionClosed
 	}
 
 	frame := newServerFrame("subscribed").id(f.ID).str("channel", f.Channel).boolean("recovered", page.Complete)
@@ -390,7 +374,53 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 	if err := s.gw.hub.goLive(sub, *through); err != nil {
 		s.close(causeSlow)
 	}
+	return nil
 }
+
+// checkSubscribe validates a subscribe before any broker work: it returns where the
+// subscription starts (nil: live only), or the error code and message that refuse it.
+func (s *wsSession) checkSubscribe(f clientFrame, claims *auth.Claims) (since *broker.ID, code, msg string) {
+	switch {
+	case claims == nil:
+		return nil, "unauthenticated", "send an auth frame first"
+	case !broker.ValidChannel(f.Channel):
+		return nil, "invalid-channel", "invalid channel name " + quote(f.Channel)
+	case !claims.CanSubscribe(f.Channel):
+		return nil, "forbidden", "token does not allow channel " + f.Channel
+	}
+	if f.Since != nil {
+		id, err := broker.ParseID(*f.Since)
+		if err != nil {
+			return nil, "invalid-since", "since must be a message id such as 1732700000000-0"
+		}
+		since = &id
+	}
+	s.subMu.Lock()
+	dup, full := s.find(f.Channel) != nil, len(s.subs) >= s.gw.cfg.MaxChannelsPerConn
+	s.subMu.Unlock()
+	switch {
+	case dup:
+		return nil, "already-subscribed", "already subscribed to " + f.Channel
+	case full:
+		return nil, "too-many-channels", "a connection may subscribe to at most " + itoa(s.gw.cfg.MaxChannelsPerConn) + " channels"
+	}
+	return since, "", ""
+}
+
+// refuse answers a subscribe with an error frame, counting the frame toward the limit: refused
+// subscribes cost little each but are not bounded by the channel cap, so a client must not be
+// able to send them without end. Past the limit the connection is closed instead.
+func (s *wsSession) refuse(id json.Number, code, msg string) error {
+	if !s.allowFrame() {
+		return errRateLimited
+	}
+	s.write(errorFrame(id, code, msg), nil)
+	return nil
+}
+
+// errSessionClosed stops the handling of a closed connection's remaining frames. Its cause is
+// never sent: the connection is closed already.
+var errSessionClosed error = &causeError{causeIO}
 
 // addSub adds sub to the session's subscriptions and reports true, or reports false once
 // cleanup ran: then nothing would ever release it, and the caller must.
