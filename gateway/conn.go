@@ -383,6 +383,13 @@ func (c *conn) close(cause closeCause) {
 	c.wmu.Unlock()
 }
 
+// isClosed reports whether the connection is closed. Its cleanup may not have run yet.
+func (c *conn) isClosed() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.closed
+}
+
 // closeGracefully queues the protocol's close frame after what is already queued and closes once
 // it is written (or when the shutdown deadline closes it hard).
 func (c *conn) closeGracefully(cause closeCause) {

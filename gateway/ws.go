@@ -32,9 +32,12 @@ type wsSession struct {
 	frames      int32 // client frames in the window; read side only (beside subMu to save padding)
 	refreshSent bool
 	pingSent    bool // a ping is outstanding; guarded by subMu
-	subs        []*subscription
-	claims      *auth.Claims // nil until authenticated
-	expires     int64        // unix seconds; 0 when the credential does not expire
+	// cleaned (under subMu) says cleanup ran: the connection is closed and its subscriptions
+	// released, so a subscribe still in flight must release its own rather than add it to subs.
+	cleaned bool
+	subs    []*subscription
+	claims  *auth.Claims // nil until authenticated
+	expires int64        // unix seconds; 0 when the credential does not expire
 }
 
 // decoders holds the frame decoders of connections that are between frames. A connection
@@ -121,24 +124,21 @@ func closeWith(code uint16, metric, reason string) error {
 	return &causeError{closeCause{code: code, reason: reason, metric: metric}}
 }
 
+// errRateLimited closes a connection that sent more frames than the limit allows.
+var errRateLimited error = closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
+
+// onFrame handles one client frame. Every frame counts toward the frame limit (allowFrame),
+// control frames included, except a subscribe that succeeds: handleSubscribe counts the ones it
+// refuses.
 func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	switch op {
-	case ws.OpPing:
-		s.write(wsframe.Frame(ws.OpPong, append([]byte(nil), payload...)), nil)
-		return nil
-	case ws.OpPong:
-		s.subMu.Lock()
-		s.pingSent = false
-		s.subMu.Unlock()
-		return nil
 	case ws.OpClose:
-		code := uint16(1000)
-		if len(payload) >= 2 {
-			code = binary.BigEndian.Uint16(payload)
-		}
-		return closeWith(code, "client_closed", "")
+		return closeFromClient(payload) // ends the connection: there is nothing left to limit
 	case ws.OpBinary:
 		return closeWith(1003, "bad_frame", "binary frames are not supported: send JSON text frames")
+	}
+	if op != ws.OpText {
+		return s.onControl(op, payload)
 	}
 	if !utf8.Valid(payload) {
 		return closeWith(1007, "bad_frame", "text frame is not valid UTF-8")
@@ -147,22 +147,58 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	if err != nil {
 		return closeWith(4000, "bad_frame", "malformed frame: "+jsonProblem(err))
 	}
-	if !s.freeFrame(f) && !s.allowFrame() {
-		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
+	if f.Type != "subscribe" && !s.allowFrame() {
+		return errRateLimited
 	}
 	return s.handle(f)
 }
 
-// freeFrame reports whether f is exempt from the frame limit: a subscribe while the connection
-// has room for another channel. Subscribing is bounded by the channel cap anyway, and a client
-// that resumes 128 channels at once must not be closed for it.
-func (s *wsSession) freeFrame(f clientFrame) bool {
-	if f.Type != "subscribe" {
-		return false
+// onControl answers a ping and notes a pong. Both count toward the frame limit: answering
+// pings costs a write each, so an unlimited stream of them would cost a worker.
+func (s *wsSession) onControl(op ws.OpCode, payload []byte) error {
+	if !s.allowFrame() {
+		return errRateLimited
+	}
+	if op == ws.OpPing {
+		s.write(wsframe.Frame(ws.OpPong, append([]byte(nil), payload...)), nil)
+		return nil
 	}
 	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	return len(s.subs) < s.gw.cfg.MaxChannelsPerConn
+	s.pingSent = false
+	s.subMu.Unlock()
+	return nil
+}
+
+// closeFromClient answers the client's close frame: a valid code is echoed (no code, 1000); a
+// payload of one byte, a code RFC 6455 (7.4) does not allow on the wire, or a reason that is not
+// UTF-8 is a protocol error, answered with 1002.
+func closeFromClient(payload []byte) error {
+	if len(payload) == 0 {
+		return closeWith(1000, "client_closed", "")
+	}
+	if len(payload) == 1 {
+		return closeWith(1002, "bad_frame", "invalid close frame")
+	}
+	code := binary.BigEndian.Uint16(payload)
+	if !validCloseCode(code) {
+		return closeWith(1002, "bad_frame", "invalid close code")
+	}
+	if !utf8.Valid(payload[2:]) {
+		return closeWith(1002, "bad_frame", "close reason is not valid UTF-8")
+	}
+	return closeWith(code, "client_closed", "")
+}
+
+// validCloseCode reports whether a peer may send code in a close frame: the codes RFC 6455
+// defines for that (1000-1003, 1007-1011) and the ones registered since (1012-1014), and the
+// ranges for libraries (3000-3999) and applications (4000-4999). 1004 is reserved, and 1005,
+// 1006 and 1015 only stand for "none" or "failed" locally; everything else is unassigned.
+func validCloseCode(code uint16) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	}
+	return code >= 3000 && code <= 4999
 }
 
 // allowFrame counts a client frame against the window limit.
@@ -185,7 +221,9 @@ func (s *wsSession) handle(f clientFrame) error {
 	case "ping":
 		s.write(newServerFrame("pong").id(f.ID).bytes(), nil)
 		return nil
-	case "subscribe", "unsubscribe", "publish":
+	case "subscribe":
+		return s.handleSubscribe(f, s.currentClaims())
+	case "unsubscribe", "publish":
 	default:
 		s.write(errorFrame(f.ID, "unknown-type", "unknown frame type "+quote(f.Type)), nil)
 		return nil
@@ -195,12 +233,9 @@ func (s *wsSession) handle(f clientFrame) error {
 		s.write(errorFrame(f.ID, "unauthenticated", "send an auth frame first"), nil)
 		return nil
 	}
-	switch f.Type {
-	case "subscribe":
-		s.handleSubscribe(f, claims)
-	case "unsubscribe":
+	if f.Type == "unsubscribe" {
 		s.handleUnsubscribe(f)
-	default:
+	} else {
 		s.handlePublish(f, claims)
 	}
 	return nil
@@ -224,12 +259,39 @@ func (s *wsSession) handleAuth(f clientFrame) error {
 	s.subMu.Lock()
 	first := s.claims == nil
 	s.setClaims(claims)
+	ended := s.takeForbiddenLocked(claims)
 	s.subMu.Unlock()
 	if first {
 		s.gw.authDone(s)
 	}
+	// Out of the hub before anything is written: no message of those channels follows.
+	for _, sub := range ended {
+		s.gw.hub.remove(sub)
+	}
 	s.write(s.connectedFrame(f.ID), nil)
+	for _, sub := range ended {
+		name := sub.ch.name
+		s.write(newServerFrame("error").str("code", "forbidden").str("channel", name).
+			str("message", "token does not allow channel "+name+": the subscription ended").bytes(), nil)
+	}
 	return nil
+}
+
+// takeForbiddenLocked takes out of subs, and returns, the subscriptions that c does not allow:
+// a token that replaces another keeps only the channels it grants itself. subMu must be held.
+func (s *wsSession) takeForbiddenLocked(c *auth.Claims) []*subscription {
+	var ended []*subscription
+	kept := s.subs[:0]
+	for _, sub := range s.subs {
+		if c.CanSubscribe(sub.ch.name) {
+			kept = append(kept, sub)
+		} else {
+			ended = append(ended, sub)
+		}
+	}
+	clear(s.subs[len(kept):])
+	s.subs = kept
+	return ended
 }
 
 // setClaims installs a (new) credential; subMu must be held.
@@ -259,34 +321,19 @@ func (s *wsSession) connectedFrame(id json.Number) []byte {
 	return f.bytes()
 }
 
-func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
-	if !broker.ValidChannel(f.Channel) {
-		s.write(errorFrame(f.ID, "invalid-channel", "invalid channel name "+quote(f.Channel)), nil)
-		return
+// handleSubscribe joins a channel, writes the answer and the replay, and turns the subscription
+// live. A subscribe it refuses counts toward the frame limit (see refuse); one that succeeds does
+// not: the channel cap bounds those, and a client resuming all its channels at once must not be
+// closed for it.
+func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
+	since, code, msg := s.checkSubscribe(f, claims)
+	if code != "" {
+		return s.refuse(f.ID, code, msg)
 	}
-	if !claims.CanSubscribe(f.Channel) {
-		s.write(errorFrame(f.ID, "forbidden", "token does not allow channel "+f.Channel), nil)
-		return
-	}
-	var since *broker.ID
-	if f.Since != nil {
-		id, err := broker.ParseID(*f.Since)
-		if err != nil {
-			s.write(errorFrame(f.ID, "invalid-since", "since must be a message id such as 1732700000000-0"), nil)
-			return
-		}
-		since = &id
-	}
-	s.subMu.Lock()
-	dup, full := s.find(f.Channel) != nil, len(s.subs) >= s.gw.cfg.MaxChannelsPerConn
-	s.subMu.Unlock()
-	if dup {
-		s.write(errorFrame(f.ID, "already-subscribed", "already subscribed to "+f.Channel), nil)
-		return
-	}
-	if full {
-		s.write(errorFrame(f.ID, "too-many-channels", "a connection may subscribe to at most "+itoa(s.gw.cfg.MaxChannelsPerConn)+" channels"), nil)
-		return
+	if s.isClosed() {
+		// Closed (a write found the socket reset, say) while frames it had sent were still
+		// being handled: a join now would only be undone by cleanup.
+		return errSessionClosed
 	}
 	var (
 		sub  *subscription
@@ -299,12 +346,13 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
 	})
 	if err != nil {
-		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
-		return
+		s.gw.log.Error("subscribe failed", "channel", f.Channel, "err", err)
+		return s.refuse(f.ID, "unavailable", "cannot subscribe now; retry later")
 	}
-	s.subMu.Lock()
-	s.subs = append(s.subs, sub)
-	s.subMu.Unlock()
+	if !s.addSub(sub) {
+		s.gw.hub.remove(sub) // cleanup ran during the join: this one is ours to release
+		return errSessionClosed
+	}
 
 	frame := newServerFrame("subscribed").id(f.ID).str("channel", f.Channel).boolean("recovered", page.Complete)
 	frame.msgID("last_id", page.LastID)
@@ -326,6 +374,64 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 	if err := s.gw.hub.goLive(sub, *through); err != nil {
 		s.close(causeSlow)
 	}
+	return nil
+}
+
+// checkSubscribe validates a subscribe before any broker work: it returns where the
+// subscription starts (nil: live only), or the error code and message that refuse it.
+func (s *wsSession) checkSubscribe(f clientFrame, claims *auth.Claims) (since *broker.ID, code, msg string) {
+	switch {
+	case claims == nil:
+		return nil, "unauthenticated", "send an auth frame first"
+	case !broker.ValidChannel(f.Channel):
+		return nil, "invalid-channel", "invalid channel name " + quote(f.Channel)
+	case !claims.CanSubscribe(f.Channel):
+		return nil, "forbidden", "token does not allow channel " + f.Channel
+	}
+	if f.Since != nil {
+		id, err := broker.ParseID(*f.Since)
+		if err != nil {
+			return nil, "invalid-since", "since must be a message id such as 1732700000000-0"
+		}
+		since = &id
+	}
+	s.subMu.Lock()
+	dup, full := s.find(f.Channel) != nil, len(s.subs) >= s.gw.cfg.MaxChannelsPerConn
+	s.subMu.Unlock()
+	switch {
+	case dup:
+		return nil, "already-subscribed", "already subscribed to " + f.Channel
+	case full:
+		return nil, "too-many-channels", "a connection may subscribe to at most " + itoa(s.gw.cfg.MaxChannelsPerConn) + " channels"
+	}
+	return since, "", ""
+}
+
+// refuse answers a subscribe with an error frame, counting the frame toward the limit: refused
+// subscribes cost little each but are not bounded by the channel cap, so a client must not be
+// able to send them without end. Past the limit the connection is closed instead.
+func (s *wsSession) refuse(id json.Number, code, msg string) error {
+	if !s.allowFrame() {
+		return errRateLimited
+	}
+	s.write(errorFrame(id, code, msg), nil)
+	return nil
+}
+
+// errSessionClosed stops the handling of a closed connection's remaining frames. Its cause is
+// never sent: the connection is closed already.
+var errSessionClosed error = &causeError{causeIO}
+
+// addSub adds sub to the session's subscriptions and reports true, or reports false once
+// cleanup ran: then nothing would ever release it, and the caller must.
+func (s *wsSession) addSub(sub *subscription) bool {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	if s.cleaned {
+		return false
+	}
+	s.subs = append(s.subs, sub)
+	return true
 }
 
 // find returns the subscription to channel; subMu must be held.
@@ -446,10 +552,13 @@ func (s *wsSession) heartbeat(now int64) {
 
 var pingFrame = wsframe.Frame(ws.OpPing, nil)
 
+// cleanup releases the subscriptions of the closed connection. A subscribe in flight meanwhile
+// sees cleaned and releases its own (see addSub).
 func (s *wsSession) cleanup() {
 	s.subMu.Lock()
 	subs := s.subs
 	s.subs = nil
+	s.cleaned = true
 	s.subMu.Unlock()
 	for _, sub := range subs {
 		s.gw.hub.remove(sub)
