@@ -299,7 +299,11 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
 	})
 	if err != nil {
-		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
+		if s.gw.brokerFailure("subscribe", err) {
+			s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now; retry later"), nil)
+		} else {
+			s.write(errorFrame(f.ID, "internal", "the server could not complete the subscribe"), nil)
+		}
 		return
 	}
 	s.subMu.Lock()
@@ -320,7 +324,10 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 	s.writeReplayLocked(out)
 	s.wmu.Unlock()
 	s.gw.replayed(len(page.Messages))
-	if through == nil || through.Less(page.LastID) {
+	// After a gap the subscriber goes on from where the log stands, as SSE and long-poll do: a
+	// since beyond the newest id (up to broker.MaxID) did not come from this log, and keeping it
+	// would hold back every live message below it.
+	if through == nil || !page.Complete || through.Less(page.LastID) {
 		through = &page.LastID
 	}
 	if err := s.gw.hub.goLive(sub, *through); err != nil {
