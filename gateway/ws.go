@@ -371,6 +371,7 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, code, msg), nil)
 		return
 	}
+	req.IdempotencyKey = claims.IdempotencyKey(req.IdempotencyKey) // the credential's own
 	var (
 		res        broker.PublishResult
 		err        error
