@@ -47,7 +47,8 @@ type batchResponse struct {
 // as a whole (auth, body, shape, size) answer a problem document; problems with one message
 // (its channel, data or event, permission, the store) go into that message's result. The answer
 // is 201 when every message was stored and 207 otherwise. An Idempotency-Key on the request
-// gives message i the key "<key>#<i>", so a retry of the same batch stores only what is missing.
+// gives message i the key "<key>#<i>", so a retry of the same batch stores only what is missing
+// (keys are the credential's own: see auth.Claims.IdempotencyKey).
 func (s *server) publishBatch(c echo.Context) (err error) {
 	defer s.countPublishError(&err)
 	claims, err := s.authenticate(c)
@@ -117,6 +118,7 @@ func (s *server) batchItems(b *batchRequest) ([]batchMessage, error) {
 // storeBatch checks each message and stores those that pass in one broker call.
 func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, items []batchMessage) []batchResult {
 	results := make([]batchResult, len(items))
+	key = claims.IdempotencyKey(key) // the credential's, before each message's "#<i>"
 	reqs := make([]broker.PublishRequest, 0, len(items))
 	index := make([]int, 0, len(items)) // index[j] is the item reqs[j] came from
 	for i, m := range items {

@@ -66,7 +66,8 @@ func jsonKind(kind reflect.Kind) string {
 	return "value"
 }
 
-// checkMessage validates a message's data and event name.
+// checkMessage validates a message's data (present, within the size limit, UTF-8; its JSON
+// syntax was checked when the body was parsed) and event name.
 func (s *server) checkMessage(data json.RawMessage, event string) *problem.Details {
 	switch {
 	case len(data) == 0:
@@ -74,6 +75,9 @@ func (s *server) checkMessage(data json.RawMessage, event string) *problem.Detai
 	case len(data) > s.maxData:
 		return problem.New(http.StatusRequestEntityTooLarge, typeMessageTooLarge,
 			fmt.Sprintf("the message data is %d bytes; the limit is %d", len(data), s.maxData))
+	case !broker.DataIsUTF8(data):
+		// The parsers let any bytes through inside JSON strings; see broker.DataIsUTF8.
+		return badRequest(typeInvalidData, "data is not valid UTF-8")
 	case event != "" && !broker.ValidEvent(event):
 		return badRequest(typeInvalidEvent, "an event name is 1-64 characters of A-Z a-z 0-9 _ . : -")
 	}

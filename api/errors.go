@@ -26,6 +26,7 @@ const (
 	typeInvalidChannel     = "invalid-channel"
 	typeInvalidEvent       = "invalid-event"
 	typeMissingData        = "missing-data"
+	typeInvalidData        = "invalid-data"
 	typeInvalidIdempotency = "invalid-idempotency-key"
 	typeInvalidSince       = "invalid-since"
 	typeInvalidLimit       = "invalid-limit"

@@ -121,7 +121,9 @@ func (s *server) ServeFast(r *http1.Request, dst []byte) (out []byte, ok bool) {
 	if p := s.awaitFanOut(ctx); p != nil {
 		return s.fastProblem(dst, r, p, start), true
 	}
-	res, err := s.broker.Publish(ctx, broker.PublishRequest{Channel: channel, Event: event, Data: data, IdempotencyKey: key})
+	res, err := s.broker.Publish(ctx, broker.PublishRequest{
+		Channel: channel, Event: event, Data: data, IdempotencyKey: claims.IdempotencyKey(key),
+	})
 	if err != nil {
 		return s.fastProblem(dst, r, s.brokerProblem(ctx, err), start), true
 	}

@@ -30,8 +30,9 @@ type publishResponse struct {
 }
 
 // publish is POST /v1/channels/{channel}/messages: store one message. It answers 201 with the
-// message's id; a retry with the same Idempotency-Key answers 201 with the first id again and
-// the header Idempotent-Replayed: true, and stores nothing.
+// message's id; a retry with the same Idempotency-Key by the same credential (see
+// auth.Claims.IdempotencyKey) answers 201 with the first id again and the header
+// Idempotent-Replayed: true, and stores nothing.
 func (s *server) publish(c echo.Context) (err error) {
 	defer s.countPublishError(&err)
 	claims, err := s.authenticate(c)
@@ -68,7 +69,7 @@ func (s *server) publish(c echo.Context) (err error) {
 	// msg.Data may point into the pooled body buffer: brokers do not keep Data after Publish
 	// returns (see broker.Broker).
 	res, err := s.broker.Publish(ctx, broker.PublishRequest{
-		Channel: channel, Event: msg.Event, Data: msg.Data, IdempotencyKey: key,
+		Channel: channel, Event: msg.Event, Data: msg.Data, IdempotencyKey: claims.IdempotencyKey(key),
 	})
 	if err != nil {
 		return s.brokerProblem(ctx, err)

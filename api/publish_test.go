@@ -107,6 +107,8 @@ func TestPublishBadInput(t *testing.T) {
 		{"wrong type", "", `{"data":1,"event":7}`, nil, 400, "invalid-request"},
 		{"array body", "", `[1]`, nil, 400, "invalid-request"},
 		{"data missing", "", `{"event":"x"}`, nil, 400, "missing-data"},
+		{"data not utf-8", "", "{\"data\":\"\xff\xfe\"}", nil, 400, "invalid-data"},
+		{"data not utf-8 deep inside", "", "{\"data\":{\"a\":[\"ok\",\"\xc3\"]},\"event\":\"x\"}", nil, 400, "invalid-data"},
 		{"event with space", "", `{"data":1,"event":"a b"}`, nil, 400, "invalid-event"},
 		{"event too long", "", `{"data":1,"event":"` + strings.Repeat("e", 65) + `"}`, nil, 400, "invalid-event"},
 		{"channel with space", "/v1/channels/a%20b/messages", `{"data":1}`, nil, 400, "invalid-channel"},

@@ -362,6 +362,10 @@ func (g *Gateway) checkPublish(req broker.PublishRequest, claims *auth.Claims) (
 		return "invalid-data", `"data" is required`
 	case len(req.Data) > g.cfg.MaxMessageBytes:
 		return "message-too-large", "data exceeds " + itoa(g.cfg.MaxMessageBytes) + " bytes"
+	case !broker.DataIsUTF8(req.Data):
+		// A text frame is UTF-8 already (onFrame closes with 1007 otherwise); this keeps the rule
+		// the same as the HTTP API's for data from anywhere else.
+		return "invalid-data", "data is not valid UTF-8"
 	case req.Event != "" && !broker.ValidEvent(req.Event):
 		return "invalid-event", "invalid event name " + quote(req.Event)
 	case len(req.IdempotencyKey) > 255:

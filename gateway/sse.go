@@ -44,7 +44,7 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			for _, sub := range s.subs {
 				g.hub.remove(sub)
 			}
-			problem.Write(w, unavailable("cannot subscribe now: "+err.Error()))
+			problem.Write(w, g.brokerProblem("subscribe", err))
 			return
 		}
 		sub.pos = page.LastID

@@ -346,8 +346,10 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
 		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
 	})
 	if err != nil {
-		s.gw.log.Error("subscribe failed", "channel", f.Channel, "err", err)
-		return s.refuse(f.ID, "unavailable", "cannot subscribe now; retry later")
+		if s.gw.brokerFailure("subscribe", err) {
+			return s.refuse(f.ID, "unavailable", "cannot subscribe now; retry later")
+		}
+		return s.refuse(f.ID, "internal", "the server could not complete the subscribe")
 	}
 	if !s.addSub(sub) {
 		s.gw.hub.remove(sub) // cleanup ran during the join: this one is ours to release
@@ -368,7 +370,10 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
 	s.writeReplayLocked(out)
 	s.wmu.Unlock()
 	s.gw.replayed(len(page.Messages))
-	if through == nil || through.Less(page.LastID) {
+	// After a gap the subscriber goes on from where the log stands, as SSE and long-poll do: a
+	// since beyond the newest id (up to broker.MaxID) did not come from this log, and keeping it
+	// would hold back every live message below it.
+	if through == nil || !page.Complete || through.Less(page.LastID) {
 		through = &page.LastID
 	}
 	if err := s.gw.hub.goLive(sub, *through); err != nil {
@@ -470,6 +475,7 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, code, msg), nil)
 		return
 	}
+	req.IdempotencyKey = claims.IdempotencyKey(req.IdempotencyKey) // the credential's own
 	var (
 		res        broker.PublishResult
 		err        error

@@ -33,10 +33,10 @@ func (a apiKeys) match(token string) int {
 	return found
 }
 
-// apiKeyClaims are the claims of the n-th configured API key. The Verifier makes them once
-// and hands the same value to every request, as it does for cached JWTs.
-func apiKeyClaims(n int) *Claims {
-	return &Claims{Subject: "api-key:" + strconv.Itoa(n), APIKey: true}
+// apiKeyClaims are the claims of the n-th configured API key, whose digest is d. The Verifier
+// makes them once and hands the same value to every request, as it does for cached JWTs.
+func apiKeyClaims(n int, d [sha256.Size]byte) *Claims {
+	return &Claims{Subject: "api-key:" + strconv.Itoa(n), APIKey: true, idempotencyScope: apiKeyScope(d)}
 }
 
 // digest is the SHA-256 of token. Tokens of usual size are copied to the stack first: the

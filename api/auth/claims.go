@@ -10,6 +10,10 @@ type Claims struct {
 	Subscribe []string  // glob patterns of channels the holder may subscribe to
 	Publish   []string  // glob patterns of channels the holder may publish to
 	APIKey    bool      // true when authenticated by a static API key: may do everything
+
+	// idempotencyScope identifies the credential for IdempotencyKey; the Verifier sets it
+	// (Claims made otherwise share the empty scope).
+	idempotencyScope string
 }
 
 // CanSubscribe reports whether the holder may subscribe to channel. A nil *Claims may do nothing.

@@ -58,7 +58,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		skew:     cfg.ClockSkew,
 	}
 	for n := range cfg.APIKeys {
-		v.keyClaims = append(v.keyClaims, apiKeyClaims(n+1))
+		v.keyClaims = append(v.keyClaims, apiKeyClaims(n+1, v.apiKeys[n]))
 	}
 	if cfg.JWKSURL != "" {
 		if v.jwks, err = newJWKSSource(ctx, cfg, v.cache.clear); err != nil {
@@ -126,7 +126,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := v.claims(payload)
+	c, err := v.claims(payload, token)
 	if err != nil {
 		return nil, err
 	}
@@ -237,8 +237,8 @@ func (v *Verifier) keysFor(alg jwa.SignatureAlgorithm, kid string, jwksMissing *
 	}
 }
 
-// claims checks the claims of a verified payload and returns what they allow.
-func (v *Verifier) claims(payload []byte) (*Claims, error) {
+// claims checks the claims of a verified payload (of token) and returns what they allow.
+func (v *Verifier) claims(payload []byte, token string) (*Claims, error) {
 	tok := jwt.New()
 	if err := json.Unmarshal(payload, tok); err != nil {
 		return nil, invalidf("claims are not a valid JWT claims set")
@@ -258,7 +258,8 @@ func (v *Verifier) claims(payload []byte) (*Claims, error) {
 	if err := v.checkTimes(tok); err != nil {
 		return nil, err
 	}
-	c := &Claims{Subject: tok.Subject(), Expiry: tok.Expiration()}
+	c := &Claims{Subject: tok.Subject(), Expiry: tok.Expiration(),
+		idempotencyScope: jwtScope(tok.Issuer(), tok.Subject(), token)}
 	if perms.Herald != nil {
 		c.Subscribe, c.Publish = perms.Herald.Subscribe, perms.Herald.Publish
 	}

@@ -16,6 +16,11 @@ type ID struct {
 	Seq uint64
 }
 
+// MaxID is the largest id ("18446744073709551615-18446744073709551615"). ParseID accepts it like
+// any other: as a position it lies past the end of every log (no id follows it), so a resume from
+// it is an empty page that cannot be proven complete, as from any id newer than the log's newest.
+var MaxID = ID{Ms: ^uint64(0), Seq: ^uint64(0)}
+
 // ErrBadID reports text that is not an id.
 var ErrBadID = errors.New("malformed message id")
 
@@ -84,7 +89,7 @@ func (id ID) Compare(other ID) int {
 // Less reports whether id comes before other.
 func (id ID) Less(other ID) bool { return id.Compare(other) < 0 }
 
-// Next returns the smallest id after id.
+// Next returns the smallest id after id. MaxID has none: its Next wraps around to the zero ID.
 func (id ID) Next() ID {
 	if id.Seq == ^uint64(0) {
 		return ID{Ms: id.Ms + 1}

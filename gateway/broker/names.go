@@ -1,5 +1,10 @@
 package broker
 
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
 // MaxChannelLen is the longest channel name in bytes.
 const MaxChannelLen = 255
 
@@ -35,6 +40,18 @@ func ValidEvent(name string) bool {
 	}
 	return true
 }
+
+// ValidData reports whether data can be a message's data: one JSON value (RFC 8259) in valid
+// UTF-8. Brokers check it on every publish.
+func ValidData(data []byte) bool { return DataIsUTF8(data) && json.Valid(data) }
+
+// DataIsUTF8 reports whether data is valid UTF-8: the half of ValidData that JSON parsers leave
+// out (encoding/json, and the API's fast path, take bytes of 0x80 and above inside strings as they
+// are). Data is delivered verbatim inside WebSocket text frames, and a client must fail a
+// connection whose text frame is not UTF-8 (RFC 6455, section 8.1): one such message would close
+// every WebSocket subscriber that receives or resumes over it. Layers that have parsed the data
+// already check this instead of parsing it again.
+func DataIsUTF8(data []byte) bool { return utf8.Valid(data) }
 
 var channelByte = func() (t [256]bool) {
 	for c := 0; c < 256; c++ {

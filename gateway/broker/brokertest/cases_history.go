@@ -148,8 +148,22 @@ func testHistorySinceAfterLast(t *testing.T, s *suite) {
 	ch := ChannelName(t, "future")
 	msgs := e.publishN(ch, 3)
 	last := lastID(msgs)
-	for _, since := range []broker.ID{last.Next(), {Ms: last.Ms + 60_000}} {
-		expectPage(t, "Since "+since.String(), e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}),
-			broker.HistoryPage{Complete: false, LastID: last})
+	// Up to the largest id, which has no successor (Valkey refuses it as an exclusive bound),
+	// and ids that share a part with it.
+	max64 := broker.MaxID.Ms
+	for _, since := range []broker.ID{last.Next(), {Ms: last.Ms + 60_000}, broker.MaxID, {Ms: max64}, {Ms: max64, Seq: max64 - 1}} {
+		for _, newest := range []bool{false, true} {
+			expectPage(t, "Since "+since.String(), e.history(ch, broker.HistoryQuery{Since: since, Limit: 10, Newest: newest}),
+				broker.HistoryPage{Complete: false, LastID: last})
+		}
+	}
+	// A sequence part at its largest: the next id is the next millisecond's first.
+	expectPage(t, "Since the millisecond before with the largest sequence", e.history(ch, broker.HistoryQuery{Since: broker.ID{Ms: msgs[0].ID.Ms - 1, Seq: max64}, Limit: 10}),
+		broker.HistoryPage{Messages: msgs, Complete: false, LastID: last})
+	// On a channel without a log too.
+	empty := ChannelName(t, "future-empty")
+	page := e.history(empty, broker.HistoryQuery{Since: broker.MaxID, Limit: 10, Newest: true})
+	if len(page.Messages) != 0 || page.Complete {
+		t.Errorf("Since the largest id on an unused channel: %+v; want an empty, incomplete page", page)
 	}
 }

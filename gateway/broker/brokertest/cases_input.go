@@ -57,7 +57,8 @@ func testPublishBatch(t *testing.T, s *suite) {
 	}
 }
 
-// testBadInput: a publish with a bad channel name, event name or body fails and stores nothing.
+// testBadInput: a publish with a bad channel name, event name or body (not JSON, or not UTF-8
+// inside a JSON string) fails and stores nothing.
 func testBadInput(t *testing.T, s *suite) {
 	e := s.start(t, Options{})
 	for _, name := range []string{"", "a b", "{tag}", "star*", "new\nline", "é", strings.Repeat("x", broker.MaxChannelLen+1)} {
@@ -66,7 +67,7 @@ func testBadInput(t *testing.T, s *suite) {
 		}
 	}
 	ch := ChannelName(t, "strict")
-	for _, data := range []string{"", "{", "nil", `{"a":1} {"b":2}`, "'x'", "NaN", `{"a":}`, "\xff"} {
+	for _, data := range []string{"", "{", "nil", `{"a":1} {"b":2}`, "'x'", "NaN", `{"a":}`, "\xff", "\"\xff\xfe\"", "{\"a\":\"\xc3\"}", "[\"\xed\xa0\x80\"]"} {
 		if _, err := e.b.Publish(e.ctx, broker.PublishRequest{Channel: ch, Data: json.RawMessage(data)}); err == nil {
 			t.Errorf("Publish with data %q succeeded", data)
 		}

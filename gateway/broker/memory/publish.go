@@ -2,7 +2,6 @@ package memory
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -93,8 +92,8 @@ func validate(req broker.PublishRequest) error {
 	if req.Event != "" && !broker.ValidEvent(req.Event) {
 		return fmt.Errorf("%w: event name %.64q", errInvalid, req.Event)
 	}
-	if !json.Valid(req.Data) {
-		return fmt.Errorf("%w: data of channel %s is not one JSON value", errInvalid, req.Channel)
+	if !broker.ValidData(req.Data) {
+		return fmt.Errorf("%w: data of channel %s is not one JSON value in UTF-8", errInvalid, req.Channel)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valkey-io/valkey-go"
 
@@ -18,7 +19,19 @@ type entry struct {
 }
 
 func (e entry) message(channel string) broker.Message {
-	return broker.Message{Channel: channel, ID: e.id, Event: e.event, Data: json.RawMessage(e.data)}
+	return broker.Message{Channel: channel, ID: e.id, Event: e.event, Data: deliveredData(e.data)}
+}
+
+// deliveredData is a stored message's data as the broker hands it on. A stream may hold data
+// that is not UTF-8 inside its JSON strings, stored before publishes were checked for it (see
+// broker.DataIsUTF8); each run of such bytes is replaced by one U+FFFD. The JSON stays valid
+// (bytes of 0x80 and above can only be inside its strings), and a WebSocket client that resumes
+// over the message is not disconnected by it on every retry.
+func deliveredData(s string) json.RawMessage {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	return json.RawMessage(s)
 }
 
 var errBadEntry = errors.New("malformed stream entry")

@@ -61,7 +61,12 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 		}
 	}
 	start := "-"
-	if !q.Since.IsZero() {
+	switch {
+	case q.Since == broker.MaxID:
+		// No entry can follow it, and Valkey refuses the exclusive bound "(" of the largest
+		// id (it has no successor): read only the log's state.
+		mode = "-"
+	case !q.Since.IsZero():
 		start = "(" + q.Since.String()
 	}
 	res := historyScript.exec(ctx, b.client, call{

@@ -2,7 +2,6 @@ package valkey
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -88,15 +87,15 @@ func (b *Broker) PublishBatch(ctx context.Context, reqs []broker.PublishRequest)
 }
 
 // validate checks what the broker relies on: the channel name is safe inside a hash tag, the
-// event name holds no newline, the data is one JSON value (delivered verbatim to encoders that
-// embed it).
+// event name holds no newline, the data is one JSON value in UTF-8 (delivered verbatim to encoders
+// that embed it, WebSocket text frames among them).
 func validate(req *broker.PublishRequest) error {
 	switch {
 	case !broker.ValidChannel(req.Channel):
 		return fmt.Errorf("%w: %q", errBadChannel, req.Channel)
 	case req.Event != "" && !broker.ValidEvent(req.Event):
 		return fmt.Errorf("%w: %q", errBadEvent, req.Event)
-	case !json.Valid(req.Data):
+	case !broker.ValidData(req.Data):
 		return errBadData
 	}
 	return nil
@@ -105,7 +104,7 @@ func validate(req *broker.PublishRequest) error {
 var (
 	errBadChannel = errors.New("invalid channel name")
 	errBadEvent   = errors.New("invalid event name")
-	errBadData    = errors.New("message data is not one JSON value")
+	errBadData    = errors.New("message data is not one JSON value in UTF-8")
 )
 
 // scriptMessage is one message as publish.lua takes it.

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/gateway/broker"
+	"github.com/herald-gateway/herald/gateway/broker/memory"
+	"github.com/herald-gateway/herald/gateway/metrics"
+)
+
+// historyFailing is a memory broker whose History fails with err: what a Valkey script error
+// looks like to the gateway.
+type historyFailing struct {
+	*memory.Broker
+	err error
+}
+
+func (b historyFailing) History(context.Context, string, broker.HistoryQuery) (broker.HistoryPage, error) {
+	return broker.HistoryPage{}, b.err
+}
+
+// newFailingEnv is newEnv with a broker whose History fails with err.
+func newFailingEnv(t *testing.T, err error) *testEnv {
+	t.Helper()
+	secret := []byte("test-secret-that-is-long-enough-for-hs256!")
+	verifier, verr := auth.New(context.Background(), auth.Config{HMACSecret: secret})
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	m := metrics.New(nil)
+	gw, gerr := New(Config{Auth: verifier, Metrics: m, BrokerTimeout: 2 * time.Second})
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	b := memory.New(memory.Options{Handler: gw})
+	gw.Start(historyFailing{Broker: b, err: err})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ws", gw.ServeWebSocket)
+	mux.HandleFunc("GET /v1/sse", gw.ServeSSE)
+	mux.HandleFunc("GET /v1/poll", gw.ServePoll)
+	ln, lerr := net.Listen("tcp", "127.0.0.1:0")
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		gw.Shutdown(ctx)
+		b.Close()
+		verifier.Close()
+	})
+	return &testEnv{t: t, gw: gw, broker: b, metrics: m, addr: ln.Addr().String(), secret: secret, srv: srv}
+}
+
+// TestBrokerFailureTextStaysInTheLog: when the broker fails a subscribe, SSE, long-poll and
+// WebSocket clients are told whether to retry, and nothing of the broker's error text (Valkey's
+// reply, with its script hash) reaches them.
+func TestBrokerFailureTextStaysInTheLog(t *testing.T) {
+	const secret = "invalid start ID for the interval script: 0ddb804c8f42264b09d34e2f0a30f9c0f46616db"
+	for _, tt := range []struct {
+		name   string
+		err    error
+		status int
+		code   string
+	}{
+		{"a reply of the store", errors.New("valkey broker: history: " + secret), 500, "internal"},
+		{"the store out of reach", fmt.Errorf("valkey broker: history: %w: %s", broker.ErrUnavailable, secret), 503, "unavailable"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newFailingEnv(t, tt.err)
+			tok := e.token([]string{"*"}, nil, time.Hour)
+			for _, path := range []string{"/v1/sse?channel=c&since=0", "/v1/poll?channel=c&since=0&timeout=0", "/v1/poll?channel=c&timeout=0"} {
+				req, _ := http.NewRequest("GET", "http://"+e.addr+path, nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.status || !strings.Contains(string(body), `"type":"`+tt.code+`"`) || strings.Contains(string(body), "0ddb80") {
+					t.Errorf("%s: %d %s; want %d %s without the broker's text", path, resp.StatusCode, body, tt.status, tt.code)
+				}
+			}
+			c := e.dialWS(bearer(tok))
+			c.expect("connected")
+			c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "c", "since": "0"})
+			m := c.expect("error")
+			if m["code"] != tt.code || strings.Contains(fmt.Sprint(m["message"]), "0ddb80") {
+				t.Errorf("WebSocket subscribe: %v; want code %s without the broker's text", m, tt.code)
+			}
+		})
+	}
+}
