@@ -85,6 +85,8 @@ func (g *Gateway) AdoptHTTP(w http.ResponseWriter, answer []byte, h http1.Handle
 	}
 	s := &httpSession{h: h}
 	if !g.adopt(&s.conn, netc, kindHTTP, s) {
+		// net/http can go on serving it (it needs no second descriptor).
+		l.give(netc)
 		return true
 	}
 	g.start(&s.conn)
