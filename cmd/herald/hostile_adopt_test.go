@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,4 +185,187 @@ func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 		t.Fatalf("publish after the clients left: %+v", a)
 	}
 	st.waitData(t, "again")
+}
+
+// adoptDialSmallWindow connects to herald with a small receive buffer and a small segment size
+// (which keeps herald's send buffer small too): a client that does not read blocks herald's
+// writes after a few kilobytes.
+func adoptDialSmallWindow(t *testing.T, s *server) *rawClient {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) {
+			err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+			if err == nil {
+				err = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, 1024)
+			}
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	conn, err := d.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &rawClient{t: t, logs: s.logs, conn: conn, br: bufio.NewReader(conn)}
+}
+
+// adoptPipeline publishes n messages to channel on one keep-alive connection the epoll core
+// adopted, pipelined, and reads no answer until all are sent; then it sends tail (one or more
+// writes) and reads: exactly one complete answer per request, in order. It returns the ids of
+// the publishes and the answer to the request in tail, if any.
+//
+// The publishes go in batches of one write each, each batch smaller than the core's 16 KiB
+// read and sent once the one before is served: so the core reads whole requests and serves
+// them until the answers fill the socket buffers (or, holding back, stops reading). Only the
+// tail decides how the connection goes back to net/http.
+func adoptPipeline(t *testing.T, s *server, channel string, n int, tail ...string) ([]string, *answer) {
+	t.Helper()
+	c := adoptDialSmallWindow(t, s)
+	publish := func(i int) string {
+		return rawRequest("POST", "/v1/channels/"+channel+"/messages", s.pub, "application/json", fmt.Sprintf(`{"data":"%06d"}`, i))
+	}
+	if a := c.send(publish(0)); a.status != 201 { // net/http's; then the core's
+		t.Fatalf("first publish: %+v", a)
+	}
+	metrics := dialRaw(t, s)
+	published := func() int { return adoptMetrics(metrics, "herald_messages_published_total")[0] }
+	// settled waits until herald published want messages, or stopped publishing.
+	settled := func(want int) bool {
+		last, still := -1, 0
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			now := published()
+			if now >= want {
+				return true
+			}
+			if now == last {
+				if still++; still == 20 {
+					return false
+				}
+			} else {
+				last, still = now, 0
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		t.Fatalf("herald keeps publishing slowly")
+		return false
+	}
+	base := published()
+	var rest strings.Builder
+	wrote := make(chan error, 1)
+	for i := 1; i <= n; {
+		var b strings.Builder
+		for ; i <= n && b.Len() < 12<<10; i++ {
+			b.WriteString(publish(i))
+		}
+		if rest.Len() > 0 { // herald holds back: the rest waits for the reader
+			rest.WriteString(b.String())
+			continue
+		}
+		if _, err := io.WriteString(c.conn, b.String()); err != nil {
+			t.Fatal(err)
+		}
+		if !settled(base + i - 1) {
+			rest.WriteString(" ") // marks the hold; trimmed below
+		}
+	}
+	for _, part := range tail {
+		if rest.Len() > 0 {
+			rest.WriteString(part)
+			continue
+		}
+		if _, err := io.WriteString(c.conn, part); err != nil {
+			t.Fatal(err)
+		}
+		settled(base + n + 1) // the core has read the part (or is holding back)
+	}
+	go func() { _, err := io.WriteString(c.conn, strings.TrimPrefix(rest.String(), " ")); wrote <- err }()
+
+	ids := []string{}
+	answerRE := regexp.MustCompile(`^\{"id":"(\d+-\d+)","channel":"` + channel + `"\}$`)
+	for i := 1; i <= n; i++ {
+		a := c.read()
+		var id string
+		if m := answerRE.FindStringSubmatch(strings.TrimSpace(a.body)); m != nil {
+			id = m[1]
+		}
+		if a.status != 201 || id == "" {
+			t.Fatalf("answer %d of %d: %+v, want 201 with the id", i, n, a)
+		}
+		ids = append(ids, id)
+	}
+	var ta *answer
+	if len(tail) > 0 {
+		a := c.read()
+		ta = &a
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("writing the pipeline: %v", err)
+	}
+	// Nothing more: no answer twice, no stray bytes.
+	c.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if extra, _ := c.br.Peek(1); len(extra) > 0 {
+		more, _ := io.ReadAll(io.LimitReader(c.br, 300))
+		t.Fatalf("bytes after the last answer: %q", more)
+	}
+	return ids, ta
+}
+
+// adoptHistory returns the ids channel's history holds, oldest first.
+func adoptHistory(t *testing.T, s *server, channel string) []string {
+	t.Helper()
+	var ids []string
+	since := "0"
+	for {
+		a := dialRaw(t, s).send(rawRequest("GET", "/v1/channels/"+channel+"/messages?limit=1000&since="+since, s.pub, "", ""))
+		if a.status != 200 {
+			t.Fatalf("history: %+v", a)
+		}
+		for _, m := range regexp.MustCompile(`"id":"(\d+-\d+)"`).FindAllStringSubmatch(a.body, -1) {
+			ids = append(ids, m[1])
+		}
+		if !strings.Contains(a.body, `"more":true`) {
+			return ids
+		}
+		since = ids[len(ids)-1]
+	}
+}
+
+// adoptCheckPipeline checks that the history of channel holds the first publish and then
+// exactly the ids answered, once each, in order.
+func adoptCheckPipeline(t *testing.T, s *server, channel string, answered []string) {
+	t.Helper()
+	h := adoptHistory(t, s, channel)
+	if len(h) != len(answered)+1 || !slices.Equal(h[1:], answered) {
+		t.Fatalf("history of %s: %d messages, answered %d publishes (+1 before the pipeline); want the same ids in the same order", channel, len(h), len(answered))
+	}
+}
+
+// TestHostilePipelineThenDeclinedRequest: publishes pipelined past what the socket buffers hold,
+// then a request the fast path leaves to net/http. Each gets its answer, whole and in order.
+func TestHostilePipelineThenDeclinedRequest(t *testing.T) {
+	s := startServer(t, freePort(t), "--history-size", "5000")
+	const n = 2000
+	ids, tail := adoptPipeline(t, s, "pipe", n, rawRequest("GET", "/v1/channels/pipe", s.pub, "", ""))
+	if tail.status != 200 || !strings.Contains(tail.body, `"last_id":"`+ids[n-1]+`"`) {
+		t.Fatalf("the declined request's answer: %+v, want the channel with last_id %s", tail, ids[n-1])
+	}
+	adoptCheckPipeline(t, s, "pipe", ids)
+}
+
+// TestHostilePipelineThenSplitRequest: publishes pipelined past what the socket buffers hold,
+// then one publish whose first part ends a read (as at the end of the core's 16 KiB read
+// buffer): the core hands it to net/http. Each gets its answer, whole and in order.
+func TestHostilePipelineThenSplitRequest(t *testing.T) {
+	s := startServer(t, freePort(t), "--history-size", "5000")
+	const n = 2000
+	last := rawRequest("POST", "/v1/channels/split/messages", s.pub, "application/json", `{"data":"last"}`)
+	ids, tail := adoptPipeline(t, s, "split", n, last[:100], last[100:])
+	m := regexp.MustCompile(`"id":"(\d+-\d+)"`).FindStringSubmatch(tail.body)
+	if tail.status != 201 || m == nil {
+		t.Fatalf("the split publish's answer: %+v", tail)
+	}
+	adoptCheckPipeline(t, s, "split", append(ids, m[1]))
 }
