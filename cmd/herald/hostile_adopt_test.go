@@ -151,15 +151,23 @@ func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 	// A WebSocket at the limit: upgraded by net/http, then refused by the core.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	wc, _, _, err := ws.Dial(ctx, strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err == nil {
-		wc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = wsutil.ReadServerText(wc)
-		wc.Close()
-		var ce wsutil.ClosedError
-		if !errors.As(err, &ce) || ce.Code != 1011 {
-			t.Fatalf("a WebSocket at the limit: %v, want close 1011", err)
-		}
+	wc, br, _, err := ws.Dial(ctx, strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
+	if err != nil {
+		t.Fatalf("a WebSocket upgrade at the limit: %v", err)
+	}
+	var rw io.ReadWriter = wc
+	if br != nil { // the close frame came with the upgrade's answer
+		rw = struct {
+			io.Reader
+			io.Writer
+		}{br, wc}
+	}
+	wc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = wsutil.ReadServerText(rw)
+	wc.Close()
+	var ce wsutil.ClosedError
+	if !errors.As(err, &ce) || ce.Code != 1011 {
+		t.Fatalf("a WebSocket at the limit: %v, want close 1011", err)
 	}
 
 	if strings.Contains(s.logs(), "panic") {
