@@ -118,8 +118,15 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 		if ev&netpoll.Writable != 0 {
 			c.flush()
 		}
-		if ev&(netpoll.Readable|netpoll.HangUp) != 0 {
-			c.readAvailable(ev&netpoll.HangUp != 0)
+		read, drain := ev&(netpoll.Readable|netpoll.HangUp) != 0, ev&netpoll.HangUp != 0
+		if c.kind == kindHTTP {
+			var err error
+			if read, drain, err = c.proto.(*httpSession).readGate(read, drain); err != nil && err != errReadsHeld {
+				c.close(causeFromError(err))
+			}
+		}
+		if read {
+			c.readAvailable(drain)
 		}
 		c.evMu.Lock()
 		if c.pendingEv == 0 || c.fdClosed {
@@ -166,7 +173,9 @@ func (c *conn) readAvailable(hangUp bool) {
 		if n > 0 {
 			c.lastSeen.Store(c.gw.wheel.now())
 			if perr := c.proto.onData(buf[:n]); perr != nil {
-				c.close(causeFromError(perr))
+				if perr != errReadsHeld { // held: read again once the answers are out
+					c.close(causeFromError(perr))
+				}
 				return
 			}
 			if n < len(buf) && err == nil && !(edge && hangUp) {

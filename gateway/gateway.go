@@ -167,14 +167,19 @@ func (g *Gateway) Subscribers(channel string) int { return g.hub.Subscribers(cha
 func (g *Gateway) Connections() int { return g.wheel.len() }
 
 // adopt makes c the gateway's: it takes the socket out of netc (see detach), fills the
-// connection fields and counts it. It returns false (and closes netc) when netc is not a plain
-// socket the epoll core can drive.
+// connection fields and counts it. It returns false when it cannot: netc is not a plain socket
+// the epoll core can drive, or the process has no descriptor left for the duplicate (EMFILE at
+// the descriptor limit). Then nothing of c is set or counted and netc is still open and the
+// caller's: it answers the client its own way (see refuseSSE, refuseWebSocket, AdoptHTTP) and
+// closes it.
 func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol) bool {
 	fd, err := detach(netc)
-	if errors.Is(err, errNotSocket) {
-		g.log.Error("connection is not a socket (TLS must be terminated in front of herald)", "remote", netc.RemoteAddr().String())
-	}
 	if err != nil {
+		if errors.Is(err, errNotSocket) {
+			g.log.Error("connection is not a socket (TLS must be terminated in front of herald)", "remote", netc.RemoteAddr().String())
+		} else {
+			g.log.Warn("cannot take a connection over", "transport", kindName(kind), "remote", netc.RemoteAddr().String(), "err", err)
+		}
 		return false
 	}
 	c.gw, c.fd, c.kind, c.proto = g, int32(fd), kind, proto
@@ -190,12 +195,12 @@ var errNotSocket = errors.New("not a socket")
 // detach returns a non-blocking duplicate of netc's descriptor and closes netc. Closing it takes
 // the socket out of Go's own poller and frees what net keeps per connection (the netFD, two
 // addresses and the runtime's poll descriptor, about 500 bytes); the duplicate keeps the socket
-// open, so the number of descriptors per connection stays one. netc is closed on every path.
+// open, so the number of descriptors per connection stays one. On an error netc stays open, so
+// that the caller can still tell the client why it is refused.
 func detach(netc net.Conn) (int, error) {
 	if pc, ok := netc.(*prefixConn); ok && len(pc.prefix) == 0 {
 		netc = pc.Conn // handed back to net/http earlier (see Listener), all its bytes read
 	}
-	defer netc.Close()
 	sc, ok := netc.(syscall.Conn)
 	if !ok {
 		return -1, errNotSocket
@@ -208,9 +213,13 @@ func detach(netc net.Conn) (int, error) {
 	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
 		return -1, err
 	}
+	if dupErr != nil {
+		return -1, fmt.Errorf("duplicating the socket: %w", dupErr)
+	}
 	// O_NONBLOCK belongs to the open file, which the duplicate shares: net's sockets are
 	// non-blocking, so the duplicate is too, without another system call per connection.
-	return fd, dupErr
+	netc.Close()
+	return fd, nil
 }
 
 // AwaitFanOutRoom waits, for at most max, until this node's fan-out backlog (Config.FanOutBacklog)

@@ -37,9 +37,19 @@ type httpSession struct {
 	// inFlight is set while a request is served; guarded by conn.wmu. Shutdown closes an
 	// adopted connection at once unless a request is in flight: that one is answered first.
 	inFlight bool
+	// paused: an answer waits in the queue (the client reads slower than it sends), so the
+	// core reads nothing more until it is written, as net/http reads a connection's next request
+	// only after answering the one before. held is what was read and not served yet. Both
+	// belong to the event handler. See readGate.
+	paused bool
+	held   []byte
 }
 
-var errHandedBack = errors.New("connection handed back to net/http")
+var (
+	errHandedBack = errors.New("connection handed back to net/http")
+	// errReadsHeld tells the event handler to stop reading: an answer waits in the queue.
+	errReadsHeld = errors.New("reads held until the answers are written")
+)
 
 // responseBufs holds the buffers answers are built in; a buffer the socket did not take whole
 // stays with the connection's queue and is not returned.
@@ -85,6 +95,8 @@ func (g *Gateway) AdoptHTTP(w http.ResponseWriter, answer []byte, h http1.Handle
 	}
 	s := &httpSession{h: h}
 	if !g.adopt(&s.conn, netc, kindHTTP, s) {
+		// net/http can go on serving it (it needs no second descriptor).
+		l.give(netc)
 		return true
 	}
 	g.start(&s.conn)
@@ -103,23 +115,61 @@ func (s *httpSession) onData(p []byte) error {
 	}()
 	for len(p) > 0 {
 		n, st := http1.Parse(p, httpLimits, req)
-		if st != http1.Complete || !s.serve(req) {
+		if st != http1.Complete {
 			// Requests that arrive in pieces are rare (clients write a small request at once):
 			// net/http, with its header timeout, takes those too.
 			return s.handBack(p)
 		}
+		served, queued := s.serve(req)
+		if !served {
+			return s.handBack(p)
+		}
 		p = p[n:]
+		if queued {
+			// The socket did not take the answer whole. Serving on would queue answers
+			// without bound for a client that does not read, and a request handed back to
+			// net/http would be answered before them: hold the rest until the queue is out.
+			s.paused, s.held = true, append([]byte(nil), p...)
+			return errReadsHeld
+		}
 	}
 	return nil
 }
 
-// serve answers one request with the handler and reports whether it did.
-func (s *httpSession) serve(req *http1.Request) bool {
+// readGate decides, for the event handler, whether it reads the socket now (read) and whether
+// to the end of input (drain). While an answer waits in the queue it reads nothing; once the
+// queue is written it serves the requests it held and then reads to the end: with edge
+// triggering the bytes (and the end of input) reported while reads were held are not reported
+// again.
+func (s *httpSession) readGate(read, drain bool) (bool, bool, error) {
+	if !s.paused {
+		return read, drain, nil
+	}
+	c := &s.conn
+	c.wmu.Lock()
+	waiting := c.closed || len(c.queue) > 0
+	c.wmu.Unlock()
+	if waiting {
+		return false, false, nil
+	}
+	held := s.held
+	s.paused, s.held = false, nil
+	if len(held) > 0 {
+		if err := s.onData(held); err != nil {
+			return false, false, err
+		}
+	}
+	return true, true, nil
+}
+
+// serve answers one request with the handler. served reports whether it did (or found the
+// connection closed); queued whether the answer, or part of it, waits in the queue.
+func (s *httpSession) serve(req *http1.Request) (served, queued bool) {
 	c := &s.conn
 	c.wmu.Lock()
 	if c.closed {
 		c.wmu.Unlock()
-		return true // closed meanwhile (shutdown): nothing more to do
+		return true, false // closed meanwhile (shutdown): nothing more to do
 	}
 	s.inFlight = true
 	c.wmu.Unlock()
@@ -146,18 +196,19 @@ func (s *httpSession) serve(req *http1.Request) bool {
 			}
 		}
 	}
-	reusable := len(c.queue) == 0
+	queued = len(c.queue) > 0
 	c.wmu.Unlock()
-	if reusable && cap(out) <= 4096 {
+	if !queued && cap(out) <= 4096 {
 		*bp = out[:0]
 		responseBufs.Put(bp)
 	}
-	return ok
+	return ok, queued
 }
 
 // handBack gives the connection to net/http with rest, the bytes read and not answered, to be
 // read first. It runs in the event handler, which alone reads the socket, and returns
-// errHandedBack so the handler stops reading it.
+// errHandedBack so the handler stops reading it. The queue is empty: onData serves no request
+// while an answer waits (see readGate), so every answer the core owes is written.
 func (s *httpSession) handBack(rest []byte) error {
 	c := &s.conn
 	prefix := append([]byte(nil), rest...)

@@ -37,13 +37,18 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	// subscriptions buffer live messages until the replay is written.
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.BrokerTimeout)
 	defer cancel()
+	// Until adopt made the session the core's, nothing retires it: every way out before that
+	// releases its subscriptions here (cleanup needs the adopted connection).
+	release := func() {
+		for _, sub := range s.subs {
+			g.hub.remove(sub)
+		}
+	}
 	pages := make([]broker.HistoryPage, len(req.channels))
 	for i, ch := range req.channels {
 		sub, page, err := g.join(ctx, ch, s, kindSSE, req.sinceOf(i))
 		if err != nil {
-			for _, sub := range s.subs {
-				g.hub.remove(sub)
-			}
+			release()
 			problem.Write(w, g.brokerProblem("subscribe", err))
 			return
 		}
@@ -59,17 +64,18 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
-		s.cleanup()
+		release()
 		problem.Write(w, problem.New(http.StatusInternalServerError, "internal", "streaming is not supported by this server"))
 		return
 	}
 	netc, _, err := hj.Hijack()
 	if err != nil {
-		s.cleanup()
+		release()
 		return
 	}
 	if !g.adopt(&s.conn, netc, kindSSE, s) {
-		s.cleanup()
+		release()
+		g.refuseSSE(netc, r)
 		return
 	}
 	s.write(g.sseHeader(r), nil)

@@ -79,6 +79,7 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	s := &wsSession{}
 	if !g.adopt(&s.conn, netc, kindWS, s) {
+		refuseWebSocket(netc)
 		return
 	}
 	if claims != nil {
