@@ -55,7 +55,7 @@
 // page by page) before it handles any later live message; live messages at or below the last
 // delivered id are dropped: no gap and no duplicate at the seam. If the log cannot prove it
 // holds everything after that id (the History continuity rule: trimmed past it, expired or
-// lost meanwhile), a Handler that implements GapHandler is told before the rest is delivered.
+// lost meanwhile), the Handler's Gap is called (broker.GapLinkLost) before the rest is delivered.
 // A live message whose p is not the last delivered id triggers the same catch-up, except p
 // zero: a new log after the old one expired while the link was up (nothing can have been
 // missed, since every resubscription was caught up before the messages that follow it).
