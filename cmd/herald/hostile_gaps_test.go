@@ -542,4 +542,3 @@ func TestHostileEmptyChannelOnePosition(t *testing.T) {
 		})
 	}
 }
-
