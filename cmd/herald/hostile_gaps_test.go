@@ -441,14 +441,14 @@ func TestHostileLiveGapLinkLost(t *testing.T) {
 		"node B's subscribers receive what followed the outage")
 	rest = append(rest, a.publish(ch, `"end"`))
 	res := <-polled
-	if res.err != nil {
-		t.Fatalf("long-poll: %v (answers so far %+v)", res.err, res.answers)
-	}
 
 	wsEvents, _ := wsLog.snapshot()
 	gapsCheckSeen(t, "WebSocket", wsEvents, before, rest, "link_lost", 10)
 	sseEvents, _ := sseLog.snapshot()
 	gapsCheckSeen(t, "SSE", sseEvents, before, rest, "link_lost", 10)
+	if res.err != nil {
+		t.Fatalf("long-poll: %v (answers so far %+v)", res.err, res.answers)
+	}
 
 	var pollEvents []gapsEvent
 	for _, id := range before {
