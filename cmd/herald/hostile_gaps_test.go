@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -540,5 +541,47 @@ func TestHostileEmptyChannelOnePosition(t *testing.T) {
 				t.Fatalf("long-poll from the epoch: %+v, %v", ans, err)
 			}
 		})
+	}
+}
+
+// gapsLockedBuffer is a buffer a process writes to while the test reads it.
+type gapsLockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *gapsLockedBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *gapsLockedBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestHostileSubscribeCLISaysWhy: herald subscribe resuming from a position of a memory broker
+// that is gone (the process restarted) reports the gap as a broker reset, not as trimming.
+func TestHostileSubscribeCLISaysWhy(t *testing.T) {
+	before := startNode(t, "")
+	id := before.publish("gaps:cli", `1`)
+	before.cmd.Process.Kill()
+	<-before.exited
+	after := startNode(t, "") // a new process: its memory broker lost the old log
+
+	sub := exec.Command(heraldBin, "subscribe", "--url", after.base, "--token", after.sub, "--since", id, "gaps:cli")
+	sub.Env = cleanEnv()
+	var stderr gapsLockedBuffer
+	sub.Stderr = &stderr
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Process.Kill(); _ = sub.Wait() })
+	waitUntil(t, 5*time.Second, func() bool { return strings.Contains(stderr.String(), "gap in gaps:cli") },
+		"herald subscribe reports the gap (stderr: %s)", stderr.String)
+	if got := stderr.String(); !strings.Contains(got, "(broker_reset)") || strings.Contains(got, "trimmed") {
+		t.Fatalf("herald subscribe said %q; want the broker_reset reason", got)
 	}
 }
