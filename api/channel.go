@@ -13,8 +13,9 @@ type channelInfoResponse struct {
 	Channel string `json:"channel"`
 	// Subscribers counts this node's subscribers of the channel.
 	Subscribers int `json:"subscribers"`
-	// LastID is the id of the channel's newest retained message; omitted when there is none.
-	LastID string `json:"last_id,omitempty"`
+	// LastID is the channel's position: the id of its newest message, or for a channel without
+	// messages the broker's epoch (the position every transport gives an empty channel).
+	LastID string `json:"last_id"`
 }
 
 // channelInfo is GET /v1/channels/{channel}: the channel's local subscriber count and newest
@@ -32,16 +33,11 @@ func (s *server) channelInfo(c echo.Context) error {
 		return forbidden("reading", channel)
 	}
 	ctx := c.Request().Context()
-	// The newest message, not just LastID: for a channel without messages a broker may answer a
-	// LastID that is a position (its epoch) rather than a message's id.
-	page, err := s.broker.History(ctx, channel, broker.HistoryQuery{Limit: 1, Newest: true})
+	page, err := s.broker.History(ctx, channel, broker.HistoryQuery{})
 	if err != nil {
 		return s.brokerProblem(ctx, err)
 	}
-	info := channelInfoResponse{Channel: channel}
-	if n := len(page.Messages); n > 0 {
-		info.LastID = page.Messages[n-1].ID.String()
-	}
+	info := channelInfoResponse{Channel: channel, LastID: page.LastID.String()}
 	if s.gateway != nil {
 		info.Subscribers = s.gateway.Subscribers(channel)
 	}

@@ -28,12 +28,15 @@ type historyMessage struct {
 type historyResponse struct {
 	Messages []historyMessage `json:"messages"`
 	// Next is where to read on (pass it as since): the id of the last message returned; when
-	// none was, the since given or, without one, the channel's position from the broker (so a
-	// later read from it notices a log lost in between).
+	// none was, the channel's position from the broker (its newest id, or an empty channel's
+	// epoch, so that a later read from it notices a log lost in between).
 	Next string `json:"next"`
 	// Complete is true when no message after since is missing from the log (none was trimmed by
 	// size or age, the log was not lost).
 	Complete bool `json:"complete"`
+	// Reason says why the page is not complete (the gap reasons of every transport); omitted
+	// when it is.
+	Reason string `json:"reason,omitempty"`
 	// More is true when messages after Next exist already.
 	More bool `json:"more"`
 }
@@ -62,14 +65,12 @@ func (s *server) history(c echo.Context) error {
 	if err != nil {
 		return s.brokerProblem(ctx, err)
 	}
-	next := q.Since
-	if next.IsZero() {
-		next = page.LastID // no message returned from the oldest: the channel has none
-	}
 	resp := historyResponse{
 		Messages: make([]historyMessage, len(page.Messages)),
-		Next:     next.String(),
+		// No message returned: nothing follows since up to the channel's position.
+		Next:     page.LastID.String(),
 		Complete: page.Complete,
+		Reason:   page.Gap.String(),
 		More:     page.More,
 	}
 	for i, m := range page.Messages {

@@ -20,6 +20,7 @@ type historyAnswer struct {
 	}
 	Next     string
 	Complete bool
+	Reason   string
 	More     bool
 }
 
@@ -101,8 +102,8 @@ func TestHistoryTrimmed(t *testing.T) {
 	e.publish("small", `{"data":3}`)
 	e.publish("small", `{"data":4}`)
 	_, page := e.readHistory("/v1/channels/small/messages?since="+first, testAPIKey)
-	if page.Complete || len(page.Messages) != 2 {
-		t.Fatalf("after a trim: %+v, want 2 messages and complete false", page)
+	if page.Complete || page.Reason != "trimmed" || len(page.Messages) != 2 {
+		t.Fatalf("after a trim: %+v, want 2 messages and complete false, reason trimmed", page)
 	}
 }
 

@@ -27,7 +27,7 @@ func (s *stallSink) deliver(_ *subscription, ds []*delivery, _ *iovecs) {
 	s.once.Do(func() { <-s.release })
 }
 
-func (s *stallSink) gap(*subscription) {}
+func (s *stallSink) gap(*subscription, broker.GapReason) {}
 
 func (s *stallSink) largest() int {
 	s.mu.Lock()
@@ -89,7 +89,7 @@ func TestBatchedRoundsKeepOrderPerTransport(t *testing.T) {
 			want = append(want, event{channel: ch, id: id.String()})
 		}
 		if i == 100 || i == 200 {
-			e.gw.hub.Gap("a")
+			e.gw.hub.Gap("a", broker.GapLinkLost)
 			want = append(want, event{channel: "a", gap: true})
 		}
 	}

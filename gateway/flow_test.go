@@ -153,7 +153,7 @@ func TestSSEGapWhenHistoryTrimmed(t *testing.T) {
 	}
 	c, _ := e.openSSE("channel=feed", http.Header{"Last-Event-Id": {first.String()}, "Authorization": {"Bearer " + tok}})
 	ev := c.next()
-	if ev.event != "herald.gap" || ev.data != `{"channel":"feed"}` {
+	if ev.event != "herald.gap" || ev.data != `{"channel":"feed","reason":"trimmed"}` {
 		t.Fatalf("first event %+v, want herald.gap", ev)
 	}
 	for _, want := range ids[40:] {
@@ -237,6 +237,9 @@ func TestLongPollGap(t *testing.T) {
 	if resp.Recovered || len(resp.Gaps) != 1 || len(resp.Messages) != 10 {
 		t.Fatalf("poll %+v", resp)
 	}
+	if g := resp.Gaps[0]; g.Channel != "feed" || g.Reason != "trimmed" {
+		t.Fatalf("gap %+v, want feed trimmed", g)
+	}
 }
 
 func (e *testEnv) poll(t *testing.T, query string) pollResponse {
@@ -277,15 +280,15 @@ func TestBrokerGapReachesLiveSubscribers(t *testing.T) {
 	if _, id, _ := sse.next().message(t); id != before.String() {
 		t.Fatalf("sse first %s", id)
 	}
-	e.gw.hub.Gap("lossy")
+	e.gw.Gap("lossy", broker.GapLinkLost)
 	after := e.publish("lossy", `2`)
-	if m := c.expect("gap"); m["channel"] != "lossy" {
+	if m := c.expect("gap"); m["channel"] != "lossy" || m["reason"] != "link_lost" {
 		t.Fatalf("%v", m)
 	}
 	if m := c.expect("message"); m["id"] != after.String() {
 		t.Fatalf("%v", m)
 	}
-	if ev := sse.next(); ev.event != "herald.gap" || ev.data != `{"channel":"lossy"}` {
+	if ev := sse.next(); ev.event != "herald.gap" || ev.data != `{"channel":"lossy","reason":"link_lost"}` {
 		t.Fatalf("sse gap %+v", ev)
 	}
 	if _, id, _ := sse.next().message(t); id != after.String() {

@@ -149,8 +149,16 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
+// The gateway is what herald serve hands its broker as the Handler: the compiler holds it to the
+// whole contract, gap notices included.
+var _ broker.Handler = (*Gateway)(nil)
+
 // Deliver implements broker.Handler.
 func (g *Gateway) Deliver(msg broker.Message) { g.hub.Deliver(msg) }
+
+// Gap implements broker.Handler: the channel's live subscribers on every transport are told, in
+// order with its messages, that some were lost and why.
+func (g *Gateway) Gap(channel string, reason broker.GapReason) { g.hub.Gap(channel, reason) }
 
 // Start attaches the broker (created with this gateway as its Handler). Call it once, before
 // serving.
@@ -346,7 +354,7 @@ func (g *Gateway) join(ctx context.Context, channel string, s sink, kind sinkKin
 		return nil, broker.HistoryPage{}, err
 	}
 	if since == nil {
-		page.Complete = true // live only: there is nothing to recover
+		page.Complete, page.Gap = true, broker.GapNone // live only: there is nothing to recover
 	} else if !page.Complete {
 		g.metrics.Gaps.Inc()
 	}

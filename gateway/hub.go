@@ -45,9 +45,9 @@ type sink interface {
 	// the wire shape allows. v is the caller's scratch space for gathering the write, empty on
 	// the call and left empty; the sink must keep neither v nor the ds slice after returning.
 	deliver(sub *subscription, ds []*delivery, v *iovecs)
-	// gap tells the client that messages of sub's channel were lost on their way to this node
-	// (see broker.GapHandler). Like deliver, it must not block.
-	gap(sub *subscription)
+	// gap tells the client that messages of sub's channel were lost on their way to this node,
+	// and why (see broker.Handler's Gap). Like deliver, it must not block.
+	gap(sub *subscription, reason broker.GapReason)
 }
 
 // maxPending bounds the live messages buffered while a subscription's replay is written.
@@ -161,8 +161,8 @@ const parallelFanOut = 512
 // dispatchItem is a message for a channel's subscribers, or the news that some were lost.
 type dispatchItem struct {
 	msg  broker.Message
-	gap  bool
-	cost int // backlog taken for it, given back once it is fanned out
+	gap  broker.GapReason // not GapNone: a gap notice (msg has only the channel)
+	cost int              // backlog taken for it, given back once it is fanned out
 }
 
 // dispatchQueue is how many messages may wait per dispatcher before Deliver blocks (and with it
@@ -215,15 +215,18 @@ func (h *Hub) shard(channel string) *hubShard {
 // Deliver implements broker.Handler: it queues msg for its channel's dispatcher.
 func (h *Hub) Deliver(msg broker.Message) { h.enqueue(dispatchItem{msg: msg}) }
 
-// Gap implements broker.GapHandler: the channel's live subscribers are told, in order with its
-// messages, that some were lost.
-func (h *Hub) Gap(channel string) {
-	h.enqueue(dispatchItem{msg: broker.Message{Channel: channel}, gap: true})
+// Gap implements broker.Handler: the channel's live subscribers are told, in order with its
+// messages, that some were lost, and why.
+func (h *Hub) Gap(channel string, reason broker.GapReason) {
+	if reason == broker.GapNone {
+		reason = broker.GapLinkLost // a notice must say something; the only live gap there is
+	}
+	h.enqueue(dispatchItem{msg: broker.Message{Channel: channel}, gap: reason})
 }
 
 func (h *Hub) enqueue(item dispatchItem) {
 	cost := 1
-	if !item.gap {
+	if item.gap == broker.GapNone {
 		cost = h.Subscribers(item.msg.Channel)
 	}
 	item.cost = h.backlog.acquire(cost)
@@ -304,12 +307,13 @@ func (h *Hub) runRound(r *dispatchRound) {
 		size := 0
 		for j := head; j >= 0; j = r.next[j] {
 			it := &r.items[j]
-			if it.gap || (size+len(it.msg.Data) > maxRunBytes && len(r.msgs) > 0) {
+			gap := it.gap != broker.GapNone
+			if gap || (size+len(it.msg.Data) > maxRunBytes && len(r.msgs) > 0) {
 				h.fanOut(r, channel)
 				r.msgs, size = r.msgs[:0], 0
 			}
-			if it.gap {
-				h.reportGap(channel)
+			if gap {
+				h.reportGap(channel, it.gap)
 				continue
 			}
 			r.msgs = append(r.msgs, it.msg)
@@ -328,7 +332,7 @@ func (h *Hub) runRound(r *dispatchRound) {
 
 // reportGap tells the channel's live subscriptions that messages were lost. Subscriptions still
 // writing their replay need no notice: their history read already shows what the log lacks.
-func (h *Hub) reportGap(channel string) {
+func (h *Hub) reportGap(channel string, reason broker.GapReason) {
 	cs := h.lookup(channel)
 	if cs == nil {
 		return
@@ -337,7 +341,7 @@ func (h *Hub) reportGap(channel string) {
 	defer cs.mu.RUnlock()
 	for _, sub := range cs.subs {
 		if sub.live.Load() {
-			sub.sink.gap(sub)
+			sub.sink.gap(sub, reason)
 		}
 	}
 	h.metrics.Gaps.Inc()

@@ -319,7 +319,7 @@ func TestReplayCapSendsNewestAndReportsGap(t *testing.T) {
 	c := e.dialWS(bearer(e.token([]string{"*"}, nil, time.Hour)))
 	c.expect("connected")
 	c.send(map[string]any{"type": "subscribe", "channel": "capped", "since": start.String()})
-	if m := c.expect("subscribed"); m["recovered"] != false {
+	if m := c.expect("subscribed"); m["recovered"] != false || m["reason"] != "replay_cap" {
 		t.Fatalf("subscribed %v", m)
 	}
 	for _, want := range ids[7:] {

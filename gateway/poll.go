@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/herald-gateway/herald/api/problem"
@@ -13,12 +14,35 @@ import (
 
 // pollWaiter is the hub's view of a long-poll request in flight: it only needs to know that a
 // channel has news, then it reads the log itself.
-type pollWaiter struct{ wake chan struct{} }
+type pollWaiter struct {
+	wake chan struct{}
+
+	mu   sync.Mutex                         // guards lost
+	lost map[*subscription]broker.GapReason // live gap notices not yet answered
+}
 
 func (p *pollWaiter) deliver(*subscription, []*delivery, *iovecs) { p.signal() }
 
-// gap wakes the request: its next read of the log reports what is missing.
-func (p *pollWaiter) gap(*subscription) { p.signal() }
+// gap wakes the request and remembers the notice: if its next read of the log finds messages
+// missing, the live notice's reason (the node lost its link) is why, not what the log says.
+func (p *pollWaiter) gap(sub *subscription, reason broker.GapReason) {
+	p.mu.Lock()
+	if p.lost == nil {
+		p.lost = make(map[*subscription]broker.GapReason)
+	}
+	p.lost[sub] = reason
+	p.mu.Unlock()
+	p.signal()
+}
+
+// takeLost returns and forgets the live gap notice of sub, GapNone when there is none.
+func (p *pollWaiter) takeLost(sub *subscription) broker.GapReason {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reason := p.lost[sub]
+	delete(p.lost, sub)
+	return reason
+}
 
 func (p *pollWaiter) signal() {
 	select {
@@ -44,7 +68,13 @@ type pollResponse struct {
 	Cursor    string        `json:"cursor"`
 	Recovered bool          `json:"recovered"`
 	// Gaps lists the channels whose history since the cursor could not be proven complete.
-	Gaps []string `json:"gaps,omitempty"`
+	Gaps []pollGap `json:"gaps,omitempty"`
+}
+
+// pollGap is one channel of a long-poll answer's gaps: the same shape as SSE's herald.gap data.
+type pollGap struct {
+	Channel string `json:"channel"`
+	Reason  string `json:"reason"`
 }
 
 // ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
@@ -100,7 +130,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
-		resp, err := g.collect(r.Context(), subs)
+		resp, err := g.collect(r.Context(), subs, waiter)
 		if err != nil {
 			problem.Write(w, g.brokerProblem("history", err))
 			return
@@ -125,7 +155,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 
 // collect reads every channel's messages after its position and advances the positions. A
 // channel whose log no longer holds everything after its position is listed in Gaps.
-func (g *Gateway) collect(ctx context.Context, subs []*subscription) (pollResponse, error) {
+func (g *Gateway) collect(ctx context.Context, subs []*subscription, waiter *pollWaiter) (pollResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.BrokerTimeout)
 	defer cancel()
 	resp := pollResponse{Messages: []pollMessage{}, Recovered: true}
@@ -134,17 +164,26 @@ func (g *Gateway) collect(ctx context.Context, subs []*subscription) (pollRespon
 		if err != nil {
 			return resp, err
 		}
+		lost := waiter.takeLost(sub)
 		if !page.Complete {
+			reason := page.Gap
+			if lost != broker.GapNone {
+				reason = lost // the log lacks them because the node's link was down meanwhile
+			}
 			resp.Recovered = false
-			resp.Gaps = append(resp.Gaps, sub.ch.name)
+			resp.Gaps = append(resp.Gaps, pollGap{Channel: sub.ch.name, Reason: reason.String()})
 			g.metrics.Gaps.Inc()
-			// Report a gap once: the next cursor starts from where the log stands (the
-			// messages below move it further), not from the lost position.
-			sub.pos = page.LastID
 		}
 		for _, m := range page.Messages {
 			resp.Messages = append(resp.Messages, pollMessage{Channel: m.Channel, ID: m.ID.String(), Event: m.Event, Data: m.Data})
 			sub.pos = m.ID
+		}
+		if !page.More {
+			// The answer holds everything up to LastID, so that is the position: after a gap it
+			// is reported once (the next cursor starts from where the log stands, not from the
+			// lost position), and a channel without messages has its epoch, as on every
+			// transport.
+			sub.pos = page.LastID
 		}
 		g.metrics.Deliveries.Add(float64(len(page.Messages)))
 	}

@@ -83,14 +83,18 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		s.replay(sub, req.sinceOf(i) != nil, pages[i])
 	}
 	s.wmu.Lock()
+	for i, sub := range s.subs {
+		// Every replay ended at its page's LastID (a complete one held everything up to it), so
+		// that is the position, also for a channel without messages: its epoch, as on every
+		// transport, rather than the client's "0".
+		if sub.pos.Less(pages[i].LastID) {
+			sub.pos = pages[i].LastID
+		}
+	}
 	s.writeLocked(s.cursorEvent(), nil) // pins Last-Event-ID even before the first message
 	s.wmu.Unlock()
-	for i, sub := range s.subs {
-		through := sub.pos
-		if through.Less(pages[i].LastID) {
-			through = pages[i].LastID
-		}
-		if err := g.hub.goLive(sub, through); err != nil {
+	for _, sub := range s.subs {
+		if err := g.hub.goLive(sub, sub.pos); err != nil {
 			s.close(causeSlow)
 			break
 		}
@@ -122,7 +126,7 @@ func (g *Gateway) sseHeader(r *http.Request) []byte {
 func (s *sseSession) replay(sub *subscription, resumed bool, page broker.HistoryPage) {
 	var out []byte
 	if resumed && !page.Complete {
-		out = append(out, gapEvent(sub.ch.name)...)
+		out = appendGapEvent(out, sub.ch.name, page.Gap)
 	}
 	s.wmu.Lock()
 	for _, m := range page.Messages {
@@ -135,8 +139,13 @@ func (s *sseSession) replay(sub *subscription, resumed bool, page broker.History
 	s.gw.replayed(len(page.Messages))
 }
 
-func gapEvent(channel string) []byte {
-	return []byte("event: herald.gap\ndata: {\"channel\":\"" + channel + "\"}\n\n")
+// appendGapEvent appends the herald.gap event of channel (a valid name: nothing to escape).
+func appendGapEvent(b []byte, channel string, reason broker.GapReason) []byte {
+	b = append(b, "event: herald.gap\ndata: {\"channel\":\""...)
+	b = append(b, channel...)
+	b = append(b, "\",\"reason\":\""...)
+	b = append(b, reason.String()...)
+	return append(b, "\"}\n\n"...)
 }
 
 // deliver implements sink.
@@ -161,7 +170,9 @@ func (s *sseSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
 }
 
 // gap implements sink.
-func (s *sseSession) gap(sub *subscription) { s.write(gapEvent(sub.ch.name), nil) }
+func (s *sseSession) gap(sub *subscription, reason broker.GapReason) {
+	s.write(appendGapEvent(nil, sub.ch.name, reason), nil)
+}
 
 // cursorEvent is an event with only an id field: EventSource records the id without
 // dispatching anything. wmu must be held.

@@ -358,6 +358,9 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
 	}
 
 	frame := newServerFrame("subscribed").id(f.ID).str("channel", f.Channel).boolean("recovered", page.Complete)
+	if !page.Complete {
+		frame.str("reason", page.Gap.String())
+	}
 	frame.msgID("last_id", page.LastID)
 	// The answer and the replay go out in one buffer and one write: thousands of clients
 	// resuming at once would otherwise cost a system call per missed message each.
@@ -519,9 +522,10 @@ func (s *wsSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
 	v.reset()
 }
 
-// gap implements sink: {"type":"gap","channel":...} tells the client to refetch its state.
-func (s *wsSession) gap(sub *subscription) {
-	s.write(newServerFrame("gap").str("channel", sub.ch.name).bytes(), nil)
+// gap implements sink: {"type":"gap","channel":...,"reason":...} tells the client to refetch
+// its state.
+func (s *wsSession) gap(sub *subscription, reason broker.GapReason) {
+	s.write(newServerFrame("gap").str("channel", sub.ch.name).str("reason", reason.String()).bytes(), nil)
 }
 
 func (s *wsSession) closeFrame(c closeCause) []byte {

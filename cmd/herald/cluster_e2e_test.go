@@ -278,7 +278,7 @@ func TestTrimmedHistoryIsAGapOnEveryTransport(t *testing.T) {
 		a.publish("trim", fmt.Sprint(i))
 	}
 	// SSE
-	if ev := a.openSSE("channel=trim", old).next(t); ev.name != "herald.gap" {
+	if ev := a.openSSE("channel=trim", old).next(t); ev.name != "herald.gap" || ev.data != `{"channel":"trim","reason":"trimmed"}` {
 		t.Fatalf("SSE first event %+v", ev)
 	}
 	// WebSocket
@@ -302,7 +302,7 @@ func TestTrimmedHistoryIsAGapOnEveryTransport(t *testing.T) {
 			t.Fatal(err)
 		}
 		if strings.Contains(string(p), `"subscribed"`) {
-			if !strings.Contains(string(p), `"recovered":false`) {
+			if !strings.Contains(string(p), `"recovered":false,"reason":"trimmed"`) {
 				t.Fatalf("subscribed %s", p)
 			}
 			break
@@ -317,10 +317,12 @@ func TestTrimmedHistoryIsAGapOnEveryTransport(t *testing.T) {
 	var poll struct {
 		Messages  []json.RawMessage
 		Recovered bool
-		Gaps      []string
+		Gaps      []struct{ Channel, Reason string }
 	}
-	json.NewDecoder(bufio.NewReader(resp.Body)).Decode(&poll)
-	if poll.Recovered || len(poll.Gaps) != 1 || len(poll.Messages) != 10 {
+	if err := json.NewDecoder(bufio.NewReader(resp.Body)).Decode(&poll); err != nil {
+		t.Fatal(err)
+	}
+	if poll.Recovered || len(poll.Gaps) != 1 || poll.Gaps[0].Reason != "trimmed" || len(poll.Messages) != 10 {
 		t.Fatalf("poll %+v", poll)
 	}
 }

@@ -18,7 +18,8 @@ import (
 func subscribe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("herald subscribe", "herald subscribe [flags] CHANNEL...: print the channels' messages, one JSON object per line.\n\n"+
 		"It reads the SSE stream and, when the connection drops, reconnects with Last-Event-ID, so\n"+
-		"nothing still retained is missed. A gap (history trimmed while away) is reported on stderr.", stderr)
+		"nothing still retained is missed. A gap (messages that cannot be given) is reported on stderr\n"+
+		"with its reason.", stderr)
 	var cf clientFlags
 	cf.register(fs)
 	var since string
@@ -153,13 +154,32 @@ func (s *sseSubscriber) readEvents(r io.Reader) error {
 	}
 }
 
+// gapText explains a herald.gap reason (see docs/protocol.md, "Guarantees").
+func gapText(reason string) string {
+	switch reason {
+	case "trimmed":
+		return "history was trimmed while away (trimmed)"
+	case "expired":
+		return "the channel's history expired while away (expired)"
+	case "broker_reset":
+		return "the server lost its history, for example in a restart (broker_reset)"
+	case "replay_cap":
+		return "more was missed than one replay carries; only the newest were sent (replay_cap)"
+	case "link_lost":
+		return "messages were lost while the server's link to its message store was down (link_lost)"
+	}
+	return "messages were missed (" + reason + ")"
+}
+
 func (s *sseSubscriber) dispatch(event, data string) {
 	if data == "" {
 		return
 	}
 	switch event {
 	case "herald.gap":
-		fmt.Fprintf(s.log, "herald subscribe: gap: %s (history was trimmed while away; refetch your state)\n", data)
+		var gap struct{ Channel, Reason string }
+		_ = json.Unmarshal([]byte(data), &gap)
+		fmt.Fprintf(s.log, "herald subscribe: gap in %s: %s; refetch your state\n", gap.Channel, gapText(gap.Reason))
 		return
 	case "herald.token-expired":
 		fmt.Fprintln(s.log, "herald subscribe: the token expired")

@@ -67,6 +67,9 @@ type HistoryPage struct {
 	// without its data), and Newest did not skip any. With Since zero it means nothing was ever
 	// trimmed from the log.
 	Complete bool
+	// Gap says why the page is not Complete (GapNone exactly when it is). When several reasons
+	// hold, the one about the log (trimmed, expired, broker reset) wins over GapReplayCap.
+	Gap GapReason
 	// More is true when messages after the last one returned exist (only for !Newest).
 	More bool
 	// LastID is the id of the channel's newest message at the time of the read. A subscriber
@@ -84,17 +87,16 @@ type HistoryPage struct {
 // Handler receives the messages of channels the node has declared interest in. Deliver is called
 // for each channel in id order and never concurrently for the same channel; it must not block for
 // long (it hands the message to the fan-out and returns).
+//
+// Gap tells the Handler that the broker could not hand it every message of a channel: after an
+// outage of the link between this node and the store, messages published meanwhile were no
+// longer in the log (trimmed, expired or lost with it). The reason is GapLinkLost. Gap is called
+// in the channel's delivery order, before the first message delivered after the gap, and never
+// concurrently with Deliver for the same channel; like Deliver it must not block. A broker
+// without such a link (the memory broker) never calls it.
 type Handler interface {
 	Deliver(msg Message)
-}
-
-// GapHandler may be implemented by a Handler that wants to know when the broker could not hand
-// it every message of a channel: after an outage of the link between nodes, messages published
-// meanwhile were already trimmed from the log (or the log was lost). Gap is called in the
-// channel's delivery order, before the first message delivered after the gap, and never
-// concurrently with Deliver for the same channel.
-type GapHandler interface {
-	Gap(channel string)
+	Gap(channel string, reason GapReason)
 }
 
 // Broker stores messages and distributes them to every node. Implementations are safe for

@@ -59,8 +59,8 @@ func ExampleClient_Subscribe() {
 		if err := m.Decode(&order); err == nil {
 			fmt.Println(m.ID, m.Event, order.State)
 		}
-	}, herald.OnGap(func(channel string) {
-		log.Printf("%s: messages were lost while away: reload its state", channel)
+	}, herald.OnGap(func(channel string, reason herald.GapReason) {
+		log.Printf("%s: messages were lost (%s): reload its state", channel, reason)
 	}))
 	if err != nil {
 		log.Fatal(err)

@@ -275,6 +275,7 @@ type inbox struct {
 	events []string // message data (JSON) or "gap"
 	msgs   []Message
 	gaps   int
+	why    []GapReason // the gaps' reasons, in order
 }
 
 func (in *inbox) handle(m Message) {
@@ -284,11 +285,19 @@ func (in *inbox) handle(m Message) {
 	in.events = append(in.events, string(m.Data))
 }
 
-func (in *inbox) gap(string) {
+func (in *inbox) gap(_ string, reason GapReason) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.gaps++
+	in.why = append(in.why, reason)
 	in.events = append(in.events, "gap")
+}
+
+// reasons returns the reasons of the gaps so far.
+func (in *inbox) reasons() []GapReason {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return slices.Clone(in.why)
 }
 
 func (in *inbox) snapshot() ([]Message, []string, int) {

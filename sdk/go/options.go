@@ -30,7 +30,7 @@ type config struct {
 	heartbeat   time.Duration
 	dialTimeout time.Duration
 	onState     func(StateChange)
-	onGap       func(channel string)
+	onGap       func(channel string, reason GapReason)
 	onError     func(error)
 }
 
@@ -181,7 +181,9 @@ func WithDialTimeout(d time.Duration) Option {
 func WithStateHandler(fn func(StateChange)) Option { return func(c *config) { c.onState = fn } }
 
 // WithGapHandler sets the gap callback of subscriptions that have none of their own (see OnGap).
-func WithGapHandler(fn func(channel string)) Option { return func(c *config) { c.onGap = fn } }
+func WithGapHandler(fn func(channel string, reason GapReason)) Option {
+	return func(c *config) { c.onGap = fn }
+}
 
 // WithErrorHandler sets a callback for errors that no call returns: a subscription the server
 // refused (a *SubscribeError, also given to the subscription's OnError), a token function that

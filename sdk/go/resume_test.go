@@ -65,6 +65,9 @@ func TestRestartMemoryBroker(t *testing.T) {
 		if gaps != 1 || !slices.Equal(events[:4], []string{"0", "1", "2", "gap"}) {
 			t.Fatalf("%s: events %v; want exactly one gap, right after the messages before the restart", s.name(), events)
 		}
+		if why := s.in.reasons(); why[0] != GapBrokerReset {
+			t.Fatalf("%s: gap reason %q, want %q: the restarted gateway lost its log", s.name(), why[0], GapBrokerReset)
+		}
 		if s.states.count(Connected) < 2 {
 			t.Fatalf("%s: connected %d times", s.name(), s.states.count(Connected))
 		}
@@ -200,6 +203,9 @@ func TestGapOnTrimmedHistory(t *testing.T) {
 		msgs, events, gaps := s.in.snapshot()
 		if gaps != 1 || events[1] != "gap" {
 			t.Fatalf("%s: events %v; want one gap right after the first message", s.name(), events)
+		}
+		if why := s.in.reasons(); why[0] != GapTrimmed {
+			t.Fatalf("%s: gap reason %q, want %q", s.name(), why[0], GapTrimmed)
 		}
 		wantSequence(t, s.name()+" (the 10 retained)", msgs[1:], 41, 51)
 	}

@@ -196,12 +196,13 @@ func (st *sseStream) onEvent(ev sseEvent) error {
 		return ErrTokenExpired
 	case "herald.gap":
 		var g struct {
-			Channel string `json:"channel"`
+			Channel string    `json:"channel"`
+			Reason  GapReason `json:"reason"`
 		}
 		if json.Unmarshal([]byte(ev.data), &g) == nil {
 			st.c.mu.Lock()
 			if sub := st.current(g.Channel); sub != nil {
-				sub.push(event{kind: evGap})
+				sub.push(event{kind: evGap, reason: g.Reason})
 			}
 			st.c.mu.Unlock()
 		}

@@ -12,9 +12,26 @@ func WithSince(id string) SubOption { return func(s *Subscription) { s.pos = id 
 
 // OnGap sets the subscription's gap callback: called (in order with the messages, from the
 // handler's goroutine) when the server cannot prove that nothing was missed since the
-// subscription's position: history trimmed by size or age, a log lost in a restart, or more
-// messages missed than the replay cap. Refetch the channel's state when it runs.
-func OnGap(fn func(channel string)) SubOption { return func(s *Subscription) { s.onGap = fn } }
+// subscription's position, with the server's reason: history trimmed by size (GapTrimmed) or
+// expired (GapExpired), a log lost in a restart (GapBrokerReset), more messages missed than the
+// replay cap (GapReplayCap), or messages lost while the gateway's link to its broker was down
+// (GapLinkLost). Refetch the channel's state when it runs.
+func OnGap(fn func(channel string, reason GapReason)) SubOption {
+	return func(s *Subscription) { s.onGap = fn }
+}
+
+// GapReason is why the server could not give a subscription every message: the "reason" of its
+// gap notice. A server that predates reasons sends none: then it is "".
+type GapReason string
+
+// The reasons a gateway gives (docs/protocol.md, "Guarantees").
+const (
+	GapTrimmed     GapReason = "trimmed"      // history dropped by the gateway's history size
+	GapExpired     GapReason = "expired"      // the channel's log expired after its TTL of silence
+	GapBrokerReset GapReason = "broker_reset" // the broker lost its data (a restart without it)
+	GapReplayCap   GapReason = "replay_cap"   // more was missed than one replay carries: only the newest came
+	GapLinkLost    GapReason = "link_lost"    // the gateway lost its broker link; messages meanwhile are gone
+)
 
 // OnError sets a callback for the server refusing the subscription (a *SubscribeError, for
 // example code "forbidden"). The subscription is then removed from the Client.
@@ -25,7 +42,7 @@ type Subscription struct {
 	c       *Client
 	channel string
 	handler func(Message)
-	onGap   func(string)
+	onGap   func(string, GapReason)
 	onError func(error)
 
 	// guarded by c.mu
@@ -50,9 +67,10 @@ const (
 )
 
 type event struct {
-	kind eventKind
-	msg  Message
-	err  error
+	kind   eventKind
+	msg    Message
+	reason GapReason // of an evGap
+	err    error
 }
 
 func newSubscription(c *Client, channel string, handler func(Message), opts []SubOption) *Subscription {
@@ -139,7 +157,7 @@ func (s *Subscription) dispatch() {
 					s.handler(e.msg)
 				case evGap:
 					if s.onGap != nil {
-						s.onGap(s.channel)
+						s.onGap(s.channel, e.reason)
 					}
 				case evRefused:
 					if s.onError != nil {

@@ -65,6 +65,7 @@ type serverFrame struct {
 	Data      json.RawMessage `json:"data"`
 	Recovered *bool           `json:"recovered"`
 	LastID    string          `json:"last_id"`
+	Reason    GapReason       `json:"reason"`
 	Code      string          `json:"code"`
 	Message   string          `json:"message"`
 }
@@ -293,7 +294,7 @@ func (s *wsSession) handle(p []byte) error {
 	case "gap":
 		s.c.mu.Lock()
 		if sub := s.c.subs[f.Channel]; sub != nil && sub.active {
-			sub.push(event{kind: evGap})
+			sub.push(event{kind: evGap, reason: f.Reason})
 		}
 		s.c.mu.Unlock()
 	case "error":
@@ -327,7 +328,7 @@ func (s *wsSession) onSubscribed(f serverFrame) {
 		sub.pos = f.LastID
 	}
 	if gap {
-		sub.push(event{kind: evGap})
+		sub.push(event{kind: evGap, reason: f.Reason})
 	}
 }
 

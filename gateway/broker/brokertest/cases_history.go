@@ -50,20 +50,20 @@ func testHistoryNewest(t *testing.T, s *suite) {
 	msgs := e.publishN(ch, 10)
 	last := lastID(msgs)
 	for _, tc := range []struct {
-		what     string
-		since    broker.ID
-		limit    int
-		want     []broker.Message
-		complete bool
+		what  string
+		since broker.ID
+		limit int
+		want  []broker.Message
+		gap   broker.GapReason
 	}{
-		{"Since zero, 3 of 10", broker.ID{}, 3, msgs[7:], false},
-		{"Since zero, all 10", broker.ID{}, 20, msgs, true},
-		{"Since the 5th, 3 of 4", msgs[5].ID, 3, msgs[7:], false},
-		{"Since the 6th, exactly 3", msgs[6].ID, 3, msgs[7:], true},
-		{"Since the newest", last, 3, nil, true},
+		{"Since zero, 3 of 10", broker.ID{}, 3, msgs[7:], broker.GapReplayCap},
+		{"Since zero, all 10", broker.ID{}, 20, msgs, broker.GapNone},
+		{"Since the 5th, 3 of 4", msgs[5].ID, 3, msgs[7:], broker.GapReplayCap},
+		{"Since the 6th, exactly 3", msgs[6].ID, 3, msgs[7:], broker.GapNone},
+		{"Since the newest", last, 3, nil, broker.GapNone},
 	} {
 		expectPage(t, tc.what, e.history(ch, broker.HistoryQuery{Since: tc.since, Limit: tc.limit, Newest: true}),
-			broker.HistoryPage{Messages: tc.want, Complete: tc.complete, LastID: last})
+			broker.HistoryPage{Messages: tc.want, Complete: tc.gap == broker.GapNone, Gap: tc.gap, LastID: last})
 	}
 }
 
@@ -82,19 +82,20 @@ func testHistoryLimitZero(t *testing.T, s *suite) {
 }
 
 // testHistoryUnusedChannel: a channel that never had a message is empty and complete from the
-// beginning, but cannot vouch for a position a client claims to hold in it.
+// beginning, but cannot vouch for a position a client claims to hold in it: one from before
+// the broker's epoch came from a broker that lost its data.
 func testHistoryUnusedChannel(t *testing.T, s *suite) {
 	e := s.start(t, Options{})
 	ch := ChannelName(t, "unused")
-	expectEmpty(t, "Since zero", e.history(ch, broker.HistoryQuery{Limit: 10}), true)
-	since := broker.ID{Ms: uint64(time.Now().Add(-time.Minute).UnixMilli())}
-	expectEmpty(t, "Since a minute ago", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), false)
+	expectEmpty(t, "Since zero", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.GapNone)
+	since := broker.ID{Ms: 1732700000000} // November 2024: long before any test broker's epoch
+	expectEmpty(t, "Since an old position", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), broker.GapBrokerReset)
 	// Declaring interest creates no history.
 	if err := e.b.Subscribe(e.ctx, ch); err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
-	expectEmpty(t, "Since zero, subscribed", e.history(ch, broker.HistoryQuery{Limit: 10}), true)
-	expectEmpty(t, "Since a minute ago, subscribed", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), false)
+	expectEmpty(t, "Since zero, subscribed", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.GapNone)
+	expectEmpty(t, "Since an old position, subscribed", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}), broker.GapBrokerReset)
 }
 
 // testHistoryEpoch: the LastID of an empty channel (the epoch) is a position a client can
@@ -104,8 +105,8 @@ func testHistoryEpoch(t *testing.T, s *suite) {
 	ch := ChannelName(t, "epoch")
 	empty := e.history(ch, broker.HistoryQuery{Limit: 10})
 	epoch := empty.LastID
-	expectEmpty(t, "an unused channel", empty, true)
-	expectEmpty(t, "Since the epoch, still empty", e.history(ch, broker.HistoryQuery{Since: epoch, Limit: 10}), true)
+	expectEmpty(t, "an unused channel", empty, broker.GapNone)
+	expectEmpty(t, "Since the epoch, still empty", e.history(ch, broker.HistoryQuery{Since: epoch, Limit: 10}), broker.GapNone)
 	if other := e.history(ChannelName(t, "epoch-other"), broker.HistoryQuery{}); other.LastID != epoch {
 		t.Errorf("two unused channels report epochs %v and %v", epoch, other.LastID)
 	}
@@ -120,8 +121,8 @@ func testHistoryEpoch(t *testing.T, s *suite) {
 	}
 	more := e.publishN(ch, 3) // five published, three kept: the first two were trimmed
 	page := e.history(ch, broker.HistoryQuery{Since: epoch, Limit: 10})
-	if page.Complete {
-		t.Errorf("Since the epoch after trimming: Complete; want a gap")
+	if page.Complete || page.Gap != broker.GapTrimmed {
+		t.Errorf("Since the epoch after trimming: Complete=%v Gap=%q; want a gap, trimmed", page.Complete, page.Gap)
 	}
 	if page.LastID != more[2].ID {
 		t.Errorf("LastID %v, want %v", page.LastID, more[2].ID)
@@ -130,14 +131,15 @@ func testHistoryEpoch(t *testing.T, s *suite) {
 
 // testHistorySinceBeforeLog: a position older than the log's first message (say, from a broker
 // that restarted without its data, or a log that expired) cannot be proven continuous, even
-// though nothing was trimmed from this log.
+// though nothing was trimmed from this log. One from before the broker's epoch is from a broker
+// that lost its data.
 func testHistorySinceBeforeLog(t *testing.T, s *suite) {
 	e := s.start(t, Options{})
 	ch := ChannelName(t, "restarted")
 	msgs := e.publishN(ch, 3)
-	since := broker.ID{Ms: msgs[0].ID.Ms - 60_000, Seq: 4}
+	since := broker.ID{Ms: 1732700000000, Seq: 4} // long before any test broker's epoch
 	expectPage(t, "Since before the first message", e.history(ch, broker.HistoryQuery{Since: since, Limit: 10}),
-		broker.HistoryPage{Messages: msgs, Complete: false, LastID: lastID(msgs)})
+		broker.HistoryPage{Messages: msgs, Complete: false, Gap: broker.GapBrokerReset, LastID: lastID(msgs)})
 	expectPage(t, "Since the first message", e.history(ch, broker.HistoryQuery{Since: msgs[0].ID, Limit: 10}),
 		broker.HistoryPage{Messages: msgs[1:], Complete: true, LastID: lastID(msgs)})
 }
@@ -154,16 +156,22 @@ func testHistorySinceAfterLast(t *testing.T, s *suite) {
 	for _, since := range []broker.ID{last.Next(), {Ms: last.Ms + 60_000}, broker.MaxID, {Ms: max64}, {Ms: max64, Seq: max64 - 1}} {
 		for _, newest := range []bool{false, true} {
 			expectPage(t, "Since "+since.String(), e.history(ch, broker.HistoryQuery{Since: since, Limit: 10, Newest: newest}),
-				broker.HistoryPage{Complete: false, LastID: last})
+				broker.HistoryPage{Complete: false, Gap: broker.GapBrokerReset, LastID: last})
 		}
 	}
-	// A sequence part at its largest: the next id is the next millisecond's first.
-	expectPage(t, "Since the millisecond before with the largest sequence", e.history(ch, broker.HistoryQuery{Since: broker.ID{Ms: msgs[0].ID.Ms - 1, Seq: max64}, Limit: 10}),
-		broker.HistoryPage{Messages: msgs, Complete: false, LastID: last})
+	// A sequence part at its largest: the next id is the next millisecond's first. The position
+	// is below the log's first message, so the page is a gap (expired or broker_reset, depending
+	// on where the broker's epoch lies).
+	page := e.history(ch, broker.HistoryQuery{Since: broker.ID{Ms: msgs[0].ID.Ms - 1, Seq: max64}, Limit: 10})
+	expectMessages(t, "Since the millisecond before with the largest sequence", page.Messages, msgs)
+	if page.Complete || page.Gap == broker.GapNone || page.LastID != last {
+		t.Errorf("Since the millisecond before with the largest sequence: Complete=%v Gap=%q LastID=%v; want a gap and LastID %v",
+			page.Complete, page.Gap, page.LastID, last)
+	}
 	// On a channel without a log too.
 	empty := ChannelName(t, "future-empty")
-	page := e.history(empty, broker.HistoryQuery{Since: broker.MaxID, Limit: 10, Newest: true})
-	if len(page.Messages) != 0 || page.Complete {
+	page = e.history(empty, broker.HistoryQuery{Since: broker.MaxID, Limit: 10, Newest: true})
+	if len(page.Messages) != 0 || page.Complete || page.Gap == broker.GapNone {
 		t.Errorf("Since the largest id on an unused channel: %+v; want an empty, incomplete page", page)
 	}
 }

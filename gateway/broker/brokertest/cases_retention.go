@@ -27,12 +27,12 @@ func testTrimContinuity(t *testing.T, s *suite) {
 		t.Fatalf("the log keeps %d messages; want %d to %d", kept, size, size+e.cfg.TrimSlack)
 	}
 	retained := msgs[n-kept:] // the newest ones, as published
-	expectPage(t, "Since zero after trimming", all, broker.HistoryPage{Messages: retained, Complete: false, LastID: last})
+	expectPage(t, "Since zero after trimming", all, broker.HistoryPage{Messages: retained, Complete: false, Gap: broker.GapTrimmed, LastID: last})
 
 	expectPage(t, "Since the first (trimmed) message", e.history(ch, broker.HistoryQuery{Since: msgs[0].ID, Limit: 2 * n}),
-		broker.HistoryPage{Messages: retained, Complete: false, LastID: last})
+		broker.HistoryPage{Messages: retained, Complete: false, Gap: broker.GapTrimmed, LastID: last})
 	expectPage(t, "Since a trimmed message before the last trimmed", e.history(ch, broker.HistoryQuery{Since: msgs[n-kept-2].ID, Limit: 2 * n}),
-		broker.HistoryPage{Messages: retained, Complete: false, LastID: last})
+		broker.HistoryPage{Messages: retained, Complete: false, Gap: broker.GapTrimmed, LastID: last})
 	// A reader that saw exactly the newest trimmed message missed nothing.
 	expectPage(t, "Since the newest trimmed message", e.history(ch, broker.HistoryQuery{Since: msgs[n-kept-1].ID, Limit: 2 * n}),
 		broker.HistoryPage{Messages: retained, Complete: true, LastID: last})
@@ -41,7 +41,7 @@ func testTrimContinuity(t *testing.T, s *suite) {
 			broker.HistoryPage{Messages: retained[i+1:], Complete: true, LastID: last})
 	}
 	expectPage(t, "Since after the newest", e.history(ch, broker.HistoryQuery{Since: last.Next(), Limit: 2 * n}),
-		broker.HistoryPage{Complete: false, LastID: last})
+		broker.HistoryPage{Complete: false, Gap: broker.GapBrokerReset, LastID: last})
 }
 
 // ttlWait bounds how long a log may outlive its TTL.
@@ -61,8 +61,8 @@ func testTTLExpiry(t *testing.T, s *suite) {
 		page = e.history(ch, broker.HistoryQuery{Since: seen, Limit: 10})
 		return !page.Complete
 	}, "the log outlived its TTL of %v: History(Since=%v) is still Complete", ttl, seen)
-	expectEmpty(t, "Since the newest id of the expired log", page, false)
-	expectEmpty(t, "Since zero, expired", e.history(ch, broker.HistoryQuery{Limit: 10}), true)
+	expectEmpty(t, "Since the newest id of the expired log", page, broker.GapExpired)
+	expectEmpty(t, "Since zero, expired", e.history(ch, broker.HistoryQuery{Limit: 10}), broker.GapNone)
 
 	res := e.publish(broker.PublishRequest{Channel: ch, Data: json.RawMessage(`{"fresh":true}`)})
 	if !seen.Less(res.ID) {
@@ -70,7 +70,7 @@ func testTTLExpiry(t *testing.T, s *suite) {
 	}
 	fresh := []broker.Message{{Channel: ch, ID: res.ID, Data: json.RawMessage(`{"fresh":true}`)}}
 	expectPage(t, "Since the old log's newest id, new log", e.history(ch, broker.HistoryQuery{Since: seen, Limit: 10}),
-		broker.HistoryPage{Messages: fresh, Complete: false, LastID: res.ID})
+		broker.HistoryPage{Messages: fresh, Complete: false, Gap: broker.GapExpired, LastID: res.ID})
 	expectPage(t, "Since zero, new log", e.history(ch, broker.HistoryQuery{Limit: 10}),
 		broker.HistoryPage{Messages: fresh, Complete: true, LastID: res.ID})
 }

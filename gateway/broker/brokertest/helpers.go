@@ -93,20 +93,22 @@ func (e *env) history(channel string, q broker.HistoryQuery) broker.HistoryPage 
 // expectPage fails the case unless got equals want field by field (message bodies byte by byte).
 func expectPage(t testing.TB, what string, got, want broker.HistoryPage) {
 	t.Helper()
-	if got.Complete != want.Complete || got.More != want.More || got.LastID != want.LastID {
-		t.Errorf("%s: Complete=%v More=%v LastID=%v; want Complete=%v More=%v LastID=%v",
-			what, got.Complete, got.More, got.LastID, want.Complete, want.More, want.LastID)
+	if got.Complete != want.Complete || got.Gap != want.Gap || got.More != want.More || got.LastID != want.LastID {
+		t.Errorf("%s: Complete=%v Gap=%q More=%v LastID=%v; want Complete=%v Gap=%q More=%v LastID=%v",
+			what, got.Complete, got.Gap, got.More, got.LastID, want.Complete, want.Gap, want.More, want.LastID)
 	}
 	expectMessages(t, what, got.Messages, want.Messages)
 }
 
-// expectEmpty fails the case unless got holds no message, has the given Complete, and carries
-// the broker's epoch as LastID (a non-zero id: see broker.HistoryPage.LastID).
-func expectEmpty(t testing.TB, what string, got broker.HistoryPage, complete bool) {
+// expectEmpty fails the case unless got holds no message, is complete or not as gap says (with
+// that reason), and carries the broker's epoch as LastID (a non-zero id: see
+// broker.HistoryPage.LastID).
+func expectEmpty(t testing.TB, what string, got broker.HistoryPage, gap broker.GapReason) {
 	t.Helper()
-	if len(got.Messages) != 0 || got.More || got.Complete != complete || got.LastID.IsZero() {
-		t.Errorf("%s: %d messages, More=%v, Complete=%v, LastID=%v; want none, false, %v, the broker's (non-zero) epoch",
-			what, len(got.Messages), got.More, got.Complete, got.LastID, complete)
+	complete := gap == broker.GapNone
+	if len(got.Messages) != 0 || got.More || got.Complete != complete || got.Gap != gap || got.LastID.IsZero() {
+		t.Errorf("%s: %d messages, More=%v, Complete=%v, Gap=%q, LastID=%v; want none, false, %v, %q, the broker's (non-zero) epoch",
+			what, len(got.Messages), got.More, got.Complete, got.Gap, got.LastID, complete, gap)
 	}
 }
 

@@ -9,12 +9,13 @@ import (
 	"github.com/herald-gateway/herald/gateway/broker"
 )
 
-// Recorder is a broker.Handler that records every delivery per channel and checks the
-// Handler's contract as it goes: per channel, ids strictly increasing (so no duplicate) and no
-// two deliveries at once. The zero Recorder is ready to use.
+// Recorder is a broker.Handler that records every delivery and gap notice per channel and
+// checks the Handler's contract as it goes: per channel, ids strictly increasing (so no
+// duplicate) and no two deliveries at once. The zero Recorder is ready to use.
 type Recorder struct {
 	mu       sync.Mutex
 	msgs     map[string][]broker.Message // by channel, in delivery order
+	gaps     map[string][]RecordedGap    // by channel, in order
 	busy     map[string]bool             // channels with a Deliver call in progress
 	problems []string                    // contract violations seen, for Check
 	changed  chan struct{}               // closed (and dropped) on the next delivery
@@ -47,6 +48,33 @@ func (r *Recorder) Deliver(msg broker.Message) {
 		close(r.changed)
 		r.changed = nil
 	}
+}
+
+// RecordedGap is one Gap call.
+type RecordedGap struct {
+	Reason broker.GapReason
+	// Before is how many messages of the channel had been delivered when the gap was reported.
+	Before int
+}
+
+// Gap records a gap notice in order with the channel's deliveries.
+func (r *Recorder) Gap(channel string, reason broker.GapReason) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.gaps == nil {
+		r.gaps = make(map[string][]RecordedGap)
+	}
+	if r.busy[channel] {
+		r.problems = append(r.problems, fmt.Sprintf("%s: Gap while a delivery of the channel was in progress", channel))
+	}
+	r.gaps[channel] = append(r.gaps[channel], RecordedGap{Reason: reason, Before: len(r.msgs[channel])})
+}
+
+// Gaps returns the gap notices of channel so far, in order.
+func (r *Recorder) Gaps(channel string) []RecordedGap {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]RecordedGap(nil), r.gaps[channel]...)
 }
 
 // Messages returns what was delivered for channel so far, in delivery order.

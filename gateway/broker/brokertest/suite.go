@@ -47,6 +47,11 @@ type Config struct {
 	// TrimSlack is how many messages beyond Retention.Size an approximate broker may keep; 0
 	// means 100 (Valkey's default stream-node-max-entries: it trims whole nodes).
 	TrimSlack int
+	// LinkOutage, for brokers whose nodes share a store over a network link (Valkey), returns a
+	// second broker on the store of the case's brokers, configured with opts, and a function
+	// that cuts its link to the store until the returned restore is called. Nil for brokers
+	// without such a link (memory): the LiveGap case then checks that no gap is ever reported.
+	LinkOutage func(t *testing.T, opts Options) (b broker.Broker, cut func() (restore func()))
 }
 
 // defaultTrimSlack matches Valkey's stream-node-max-entries default.
@@ -102,6 +107,7 @@ var cases = []struct {
 	{"HistorySinceAfterLast", testHistorySinceAfterLast},
 	{"TrimContinuity", testTrimContinuity},
 	{"TTLExpiry", testTTLExpiry},
+	{"LiveGap", testLiveGap},
 	{"PublishBatch", testPublishBatch},
 	{"BadInput", testBadInput},
 	{"Closed", testClosed},

@@ -18,6 +18,8 @@ type discard struct{}
 
 func (discard) Deliver(broker.Message) {}
 
+func (discard) Gap(string, broker.GapReason) {}
+
 // BenchmarkPublish: one publisher, one channel whose log is full (every publish trims).
 func BenchmarkPublish(b *testing.B) {
 	br := memory.New(memory.Options{})

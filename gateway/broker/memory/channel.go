@@ -114,52 +114,82 @@ func (ch *channel) expire(now time.Time) {
 func (ch *channel) history(q broker.HistoryQuery, epoch broker.ID) broker.HistoryPage {
 	n := ch.log.len()
 	if n == 0 {
-		// No log: never used, or expired. A position from a log that is gone cannot be proven
-		// continuous; "from the beginning" trivially can, and so can "empty as of this epoch"
-		// (see broker.HistoryPage.LastID for what that cannot see: a log that was created and
-		// expired entirely while the client was away).
-		return broker.HistoryPage{LastID: epoch, Complete: q.Since.IsZero() || q.Since == epoch}
+		return emptyHistory(q.Since, epoch)
 	}
-	complete := ch.continuous(q.Since)
+	gap := ch.gapAfter(q.Since, epoch)
 	if q.Since == epoch {
 		// The client saw this channel empty in this process: it misses nothing unless
 		// something was trimmed.
-		complete = ch.trimmed.IsZero() && epoch.Less(ch.firstID)
-	}
-	page := broker.HistoryPage{LastID: ch.log.at(n - 1).ID, Complete: complete}
-	start := ch.log.after(q.Since)
-	avail := n - start
-	if q.Limit <= 0 || avail == 0 {
-		return page
-	}
-	count := min(avail, q.Limit)
-	if avail > q.Limit {
-		if q.Newest {
-			start = n - q.Limit
-			page.Complete = false // the older ones were skipped
-		} else {
-			page.More = true
+		gap = broker.GapNone
+		if !ch.trimmed.IsZero() || !epoch.Less(ch.firstID) {
+			gap = broker.GapTrimmed
 		}
 	}
-	page.Messages = make([]broker.Message, count)
-	ch.log.copyFrom(page.Messages, start)
+	page := broker.HistoryPage{LastID: ch.log.at(n - 1).ID, Gap: gap}
+	start := ch.log.after(q.Since)
+	avail := n - start
+	if q.Limit > 0 && avail > 0 {
+		count := min(avail, q.Limit)
+		if avail > q.Limit {
+			if q.Newest {
+				start = n - q.Limit
+				if page.Gap == broker.GapNone {
+					page.Gap = broker.GapReplayCap // the older ones were skipped
+				}
+			} else {
+				page.More = true
+			}
+		}
+		page.Messages = make([]broker.Message, count)
+		ch.log.copyFrom(page.Messages, start)
+	}
+	page.Complete = page.Gap == broker.GapNone
 	return page
 }
 
-// continuous reports whether every message this channel stored after since is still in the
-// log. ch.mu must be held and the log must not be empty.
-func (ch *channel) continuous(since broker.ID) bool {
+// emptyHistory is the page of a channel without a log: never used, or expired. A position from
+// a log that is gone cannot be proven continuous; "from the beginning" trivially can, and so can
+// "empty as of this epoch" (see broker.HistoryPage.LastID for what that cannot see: a log that
+// was created and expired entirely while the client was away).
+func emptyHistory(since, epoch broker.ID) broker.HistoryPage {
+	page := broker.HistoryPage{LastID: epoch, Complete: true}
+	if !since.IsZero() && since != epoch {
+		page.Gap, page.Complete = lostLog(since, epoch), false
+	}
+	return page
+}
+
+// gapAfter says what, if anything, this channel lost of what it stored after since.
+// ch.mu must be held and the log must not be empty.
+func (ch *channel) gapAfter(since, epoch broker.ID) broker.GapReason {
 	if since.IsZero() {
-		return ch.trimmed.IsZero()
+		if ch.trimmed.IsZero() {
+			return broker.GapNone
+		}
+		return broker.GapTrimmed
 	}
 	if !ch.trimmed.IsZero() && since.Less(ch.trimmed) {
-		return false // something after since was trimmed
+		return broker.GapTrimmed // something after since was trimmed
 	}
 	if since.Less(ch.firstID) {
-		return false // since comes from before this log began: an earlier incarnation, or a restart
+		// since comes from before this log began: an earlier incarnation, or a restart.
+		return lostLog(since, epoch)
 	}
-	// A position beyond the newest id did not come from this log.
-	return !ch.log.at(ch.log.len() - 1).ID.Less(since)
+	if ch.log.at(ch.log.len() - 1).ID.Less(since) {
+		return broker.GapBrokerReset // a position beyond the newest id did not come from this log
+	}
+	return broker.GapNone
+}
+
+// lostLog is the reason a position from a log that is gone cannot be resumed: a position from
+// before this process's epoch comes from a broker that lost its memory; a later one from a log
+// of this process that expired. (A position this process never handed out, say a made-up one
+// above the epoch, reads as expired too: the broker cannot tell it apart.)
+func lostLog(since, epoch broker.ID) broker.GapReason {
+	if since.Less(epoch) {
+		return broker.GapBrokerReset
+	}
+	return broker.GapExpired
 }
 
 // idle reports whether the channel holds nothing worth keeping: no log, no interest, no keys.

@@ -159,6 +159,8 @@ type handlerFunc func(broker.Message)
 
 func (f handlerFunc) Deliver(m broker.Message) { f(m) }
 
+func (handlerFunc) Gap(string, broker.GapReason) {}
+
 // TestIdempotencyQueue: expiry forgets exactly the lapsed keys, and a key published again after
 // it lapsed lives its new window.
 func TestIdempotencyQueue(t *testing.T) {

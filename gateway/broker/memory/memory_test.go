@@ -324,11 +324,11 @@ func TestRestartLosesTheEpoch(t *testing.T) {
 	publish(t, before, broker.PublishRequest{Channel: "c"}) // lost with the process
 	clk.Add(time.Second)
 	after := newBroker(t, memory.Options{Now: clk.Now})
-	if page := history(t, after, "c", broker.HistoryQuery{Since: position, Limit: 10}); page.Complete {
-		t.Fatalf("after a restart, Since the old epoch: %+v; want a gap", page)
+	if page := history(t, after, "c", broker.HistoryQuery{Since: position, Limit: 10}); page.Complete || page.Gap != broker.GapBrokerReset {
+		t.Fatalf("after a restart, Since the old epoch: %+v; want a gap, broker_reset", page)
 	}
 	publish(t, after, broker.PublishRequest{Channel: "c"})
-	if page := history(t, after, "c", broker.HistoryQuery{Since: position, Limit: 10}); page.Complete || len(page.Messages) != 1 {
+	if page := history(t, after, "c", broker.HistoryQuery{Since: position, Limit: 10}); page.Complete || page.Gap != broker.GapBrokerReset || len(page.Messages) != 1 {
 		t.Fatalf("after a restart and a publish, Since the old epoch: %+v; want one message and a gap", page)
 	}
 }

@@ -45,7 +45,7 @@ func (b *Broker) History(ctx context.Context, channel string, q broker.HistoryQu
 	}
 	ch := b.lock(channel, false)
 	if ch == nil {
-		return broker.HistoryPage{LastID: b.epoch, Complete: q.Since.IsZero() || q.Since == b.epoch}, nil
+		return emptyHistory(q.Since, b.epoch), nil
 	}
 	defer ch.mu.Unlock()
 	ch.expire(b.now())

@@ -125,3 +125,5 @@ func BenchmarkPublishToDelivery(b *testing.B) {
 type handlerFunc func(broker.Message)
 
 func (f handlerFunc) Deliver(m broker.Message) { f(m) }
+
+func (handlerFunc) Gap(string, broker.GapReason) {}

@@ -54,10 +54,6 @@ type Options struct {
 	dial func(ctx context.Context, addr string, d *net.Dialer) (net.Conn, error)
 }
 
-// GapHandler is broker.GapHandler: a Handler implementing it is told when messages published
-// during an outage were already trimmed from the log (or the log was lost).
-type GapHandler = broker.GapHandler
-
 // Broker is a broker.Broker backed by Valkey. It is safe for concurrent use.
 type Broker struct {
 	client    valkey.Client
@@ -133,6 +129,12 @@ func New(ctx context.Context, opts Options) (*Broker, error) {
 		b.cancel()
 		b.client.Close()
 		return nil, b.wrap(ctx, "load scripts", err)
+	}
+	// The epoch is made on first use; making it now, before this node hands out positions, lets
+	// History tell an expired log (a position after the epoch) from lost data (before it).
+	// Best effort: the rare reads that need it make it too.
+	if _, err := b.epoch(ctx); err != nil {
+		b.log.Warn("valkey broker: cannot read the epoch yet", "err", err)
 	}
 	if opts.OnControl != nil {
 		if b.control, err = b.startControl(ctx, opts.OnControl); err != nil {

@@ -252,7 +252,7 @@ func (s *subscription) readLast() (broker.ID, bool) {
 // catchUp delivers every logged message after the last delivered one, page by page, retrying
 // reads until they succeed or the subscription stops. When the log cannot prove it holds
 // everything after the last delivered id (the History continuity rule: trimmed past it,
-// expired or lost meanwhile), the Handler is told of the gap first; catchUp reports whether
+// expired or lost meanwhile), the Handler is told of the gap (GapLinkLost) first; catchUp reports whether
 // it did.
 func (s *subscription) catchUp() (gapped bool) {
 	checked, failures := false, 0
@@ -297,9 +297,7 @@ func (s *subscription) deliver(e entry) {
 func (s *subscription) gap() {
 	s.b.log.Warn("valkey broker: messages missed while the live link was down are no longer in the log",
 		"channel", s.channel, "after", s.last.String())
-	if g, ok := s.b.handler.(GapHandler); ok {
-		g.Gap(s.channel)
-	}
+	s.b.handler.Gap(s.channel, broker.GapLinkLost)
 }
 
 // sleep waits d or until ctx is done; it reports whether the wait ran its course.

@@ -36,6 +36,12 @@
 // a live message whose p is not the last id delivered reveals a gap, which is filled from the
 // log.
 //
+// Why a read is not complete (HistoryPage.Gap): Since older than F.p, or Since zero with F.p
+// not 0-0, is GapTrimmed; Since after the last id is GapBrokerReset; Since between F.p and F.id,
+// or a missing stream, is a position of a log that is gone, and the epoch (below) tells which:
+// below it, Valkey lost its data since (GapBrokerReset); above it, the log expired (GapExpired).
+// New makes the epoch if it is missing, so that positions handed out afterwards are above it.
+//
 // The price is one small field per entry and, in the publish script, an XREVRANGE COUNT 1 for
 // the last id before the first XADD. It needs no extra key and no XINFO.
 //
@@ -55,7 +61,7 @@
 // page by page) before it handles any later live message; live messages at or below the last
 // delivered id are dropped: no gap and no duplicate at the seam. If the log cannot prove it
 // holds everything after that id (the History continuity rule: trimmed past it, expired or
-// lost meanwhile), a Handler that implements GapHandler is told before the rest is delivered.
+// lost meanwhile), the Handler's Gap is called (broker.GapLinkLost) before the rest is delivered.
 // A live message whose p is not the last delivered id triggers the same catch-up, except p
 // zero: a new log after the old one expired while the link was up (nothing can have been
 // missed, since every resubscription was caught up before the messages that follow it).

@@ -49,7 +49,7 @@ func waitForGoroutines(d time.Duration, fns ...string) {
 	}
 }
 
-// recorder is a Handler (and GapHandler) that keeps what it was given and fails the test on
+// recorder is a Handler that keeps what it was given and fails the test on
 // out-of-order or concurrent delivery for one channel.
 type recorder struct {
 	t  testing.TB
@@ -82,7 +82,10 @@ func (r *recorder) Deliver(m broker.Message) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) Gap(channel string) {
+func (r *recorder) Gap(channel string, reason broker.GapReason) {
+	if reason != broker.GapLinkLost {
+		r.t.Errorf("channel %s: gap reason %v, want link_lost", channel, reason)
+	}
 	r.mu.Lock()
 	r.gaps[channel]++
 	r.mu.Unlock()

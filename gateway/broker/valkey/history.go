@@ -40,15 +40,26 @@ type logState struct {
 	last      broker.ID
 }
 
-// continuous reports whether nothing after since is missing from the log (see the package doc).
-func (s logState) continuous(since broker.ID) bool {
-	if !s.exists {
-		return since.IsZero()
+// gapAfter says what, if anything, is missing from the log after since (see the package doc,
+// "Continuity"). A position that is not on the stream's chain of ids (lostLog) needs the epoch
+// to tell why, which the caller reads.
+func (s logState) gapAfter(since broker.ID) (gap broker.GapReason, lostLog bool) {
+	switch {
+	case !s.exists:
+		if since.IsZero() {
+			return broker.GapNone, false
+		}
+		return broker.GapExpired, true
+	case s.hasPrev && s.firstPrev == since:
+		return broker.GapNone, false // since is exactly where retention begins
+	case !since.Less(s.first) && !s.last.Less(since):
+		return broker.GapNone, false // since is inside the retained log
+	case since.IsZero() || !s.hasPrev || since.Less(s.firstPrev):
+		return broker.GapTrimmed, false // messages after since were trimmed away
+	case s.last.Less(since):
+		return broker.GapBrokerReset, false // not a position of this stream's ids
 	}
-	if s.hasPrev && s.firstPrev == since {
-		return true
-	}
-	return !since.Less(s.first) && !s.last.Less(since)
+	return broker.GapExpired, true // between the newest trimmed id and the first: another log's
 }
 
 func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQuery) (broker.HistoryPage, error) {
@@ -81,10 +92,13 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 	if err != nil {
 		return broker.HistoryPage{}, err
 	}
-	page := broker.HistoryPage{LastID: state.last, Complete: state.continuous(q.Since)}
-	if !state.exists || (!page.Complete && !q.Since.IsZero() && q.Since.Less(state.first)) {
+	page := broker.HistoryPage{LastID: state.last}
+	gap, lostLog := state.gapAfter(q.Since)
+	if lostLog || !state.exists {
 		// An empty channel's position is the epoch, and a client may resume from it: complete
 		// while nothing was trimmed since (and the epoch is still the same: no data was lost).
+		// A position from a log that is gone is from before the epoch when Valkey lost its
+		// data since (the epoch went with it), and from an expired log otherwise.
 		epoch, err := b.epoch(ctx)
 		if err != nil {
 			return broker.HistoryPage{}, err
@@ -92,18 +106,27 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 		if !state.exists {
 			page.LastID = epoch
 		}
-		if q.Since == epoch {
-			page.Complete = !state.exists || (state.hasPrev && state.firstPrev.IsZero())
+		switch {
+		case q.Since == epoch && (!state.exists || (state.hasPrev && state.firstPrev.IsZero())):
+			gap = broker.GapNone
+		case q.Since == epoch:
+			gap = broker.GapTrimmed
+		case lostLog && q.Since.Less(epoch):
+			gap = broker.GapBrokerReset
 		}
 	}
+	page.Gap = gap
 	if len(entries) > limit {
 		entries = entries[:limit]
 		if q.Newest {
-			page.Complete = false // the older ones were skipped
+			if page.Gap == broker.GapNone {
+				page.Gap = broker.GapReplayCap // the older ones were skipped
+			}
 		} else {
 			page.More = true
 		}
 	}
+	page.Complete = page.Gap == broker.GapNone
 	if q.Newest {
 		slices.Reverse(entries)
 	}

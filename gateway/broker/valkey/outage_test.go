@@ -221,7 +221,7 @@ func TestPartitionCatchUp(t *testing.T) {
 }
 
 // TestPartitionGap: while one node is cut off, more is published than the channel retains.
-// The node tells its GapHandler, then delivers what the log still has and continues live.
+// The node tells its Handler of the gap (link_lost), then delivers what the log still has and continues live.
 func TestPartitionGap(t *testing.T) {
 	srv := valkeytest.StartServer(t, valkeytest.Args("--stream-node-max-entries", "10"))
 	px := startProxy(t, srv.Addr())

@@ -12,6 +12,7 @@ import type {
   ConnectionState,
   EventSourceConstructor,
   FetchLike,
+  GapInfo,
   HeraldClientOptions,
   HeraldMessage,
   PublishOptions,
@@ -484,7 +485,7 @@ export class HeraldClient {
         e.pos = msg.id;
         client.deliver(e, (h) => h.onMessage(msg));
       },
-      gap(t, channel, since, resume) {
+      gap(t, channel, since, resume, reason) {
         if (!live(t)) return;
         const e = client.subs.get(channel);
         if (!e) return;
@@ -495,7 +496,10 @@ export class HeraldClient {
         } else {
           e.gapAt = undefined;
         }
-        client.deliver(e, (h) => h.onGap?.({ channel, transport: t.name, ...(since !== undefined ? { since } : {}) }));
+        const info: GapInfo = { channel, transport: t.name };
+        if (since !== undefined) info.since = since;
+        if (reason !== undefined) info.reason = reason;
+        client.deliver(e, (h) => h.onGap?.(info));
       },
       cursor(t, channels, cursor) {
         if (!live(t)) return;
@@ -511,7 +515,7 @@ export class HeraldClient {
         const e = client.subs.get(channel);
         if (e) e.pos = '0';
       },
-      subscribed(t, channel, since, recovered, lastId) {
+      subscribed(t, channel, since, recovered, lastId, reason) {
         if (!live(t)) return;
         const e = client.subs.get(channel);
         if (!e) return;
@@ -523,7 +527,7 @@ export class HeraldClient {
         if (recovered) return;
         // The log is behind our position (lost or expired): follow the gateway's timeline.
         if (lastId !== undefined && (compareIds(lastId, since) ?? 0) < 0 && e.pos === since) e.pos = lastId;
-        this.gap(t, channel, since, true);
+        this.gap(t, channel, since, true, reason);
       },
       channelError(t, channel, error) {
         if (!live(t)) return;

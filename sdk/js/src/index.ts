@@ -9,6 +9,7 @@ export type {
   EventSourceLike,
   FetchLike,
   GapInfo,
+  GapReason,
   HeraldClientOptions,
   HeraldMessage,
   PublishOptions,

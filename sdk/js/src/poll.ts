@@ -1,12 +1,13 @@
 import { HeraldError, problemError } from './errors.js';
-import { blockedStatus, endpoint, networkError, OpenError, retryAfterMs, sleep, type Host, type Transport } from './transport.js';
-import type { FetchLike, HeraldMessage } from './types.js';
+import { blockedStatus, endpoint, gapReason, networkError, OpenError, retryAfterMs, sleep, type Host, type Transport } from './transport.js';
+import type { FetchLike, GapReason, HeraldMessage } from './types.js';
 
 export interface PollResponse {
   messages: Array<{ channel: string; id: string; event?: string; data: unknown }>;
   cursor: string;
   recovered: boolean;
-  gaps?: string[];
+  /** The channels with a gap and why (a gateway that predates reasons sends bare names). */
+  gaps?: Array<{ channel: string; reason?: GapReason } | string>;
 }
 
 /** One GET /v1/poll. Throws HeraldError (code `network` for transport problems, with status for HTTP ones). */
@@ -166,8 +167,8 @@ export class PollTransport implements Transport {
   }
 
   private process(channels: string[], resp: PollResponse): void {
-    const gaps = resp.gaps ?? [];
-    for (const ch of gaps) this.host.gap(this, ch, this.host.position(ch), true);
+    const gaps = (resp.gaps ?? []).map((g) => (typeof g === 'string' ? { channel: g, reason: undefined } : g));
+    for (const g of gaps) this.host.gap(this, g.channel, this.host.position(g.channel), true, gapReason(g.reason));
     for (const m of resp.messages) {
       const msg: HeraldMessage = { channel: m.channel, id: m.id, data: m.data };
       if (m.event) msg.event = m.event;
@@ -178,8 +179,8 @@ export class PollTransport implements Transport {
     // lost (a gateway restart with the memory broker) or expired. The cursor the gateway returns
     // keeps our old position, and asking again from it reports the gap again at once, in a tight
     // loop. Whatever the log holds from now on is new to us, so read it from the start.
-    for (const ch of gaps) {
-      if (!resp.messages.some((m) => m.channel === ch)) this.host.rewind(this, ch);
+    for (const { channel } of gaps) {
+      if (!resp.messages.some((m) => m.channel === channel)) this.host.rewind(this, channel);
     }
   }
 }

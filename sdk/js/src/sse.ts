@@ -1,6 +1,6 @@
 import { HeraldError, problemError } from './errors.js';
 import { SSEParser, type SSEBlock } from './sse-parser.js';
-import { blockedStatus, endpoint, networkError, OpenError, retryAfterMs, type Host, type LostInfo, type Transport } from './transport.js';
+import { blockedStatus, endpoint, gapReason, networkError, OpenError, retryAfterMs, type Host, type LostInfo, type Transport } from './transport.js';
 import type { EventSourceConstructor, EventSourceLike, FetchLike } from './types.js';
 
 /** Handles one parsed SSE block for the stream over `channels`. Shared by both SSE transports. */
@@ -16,8 +16,8 @@ function handleBlock(t: Transport, host: Host, channels: string[], block: SSEBlo
   if (block.data !== null) {
     switch (block.type) {
       case 'herald.gap': {
-        const d = parseJSON(block.data) as { channel?: unknown } | undefined;
-        if (d && typeof d.channel === 'string') host.gap(t, d.channel, host.position(d.channel), !st.live);
+        const d = parseJSON(block.data) as { channel?: unknown; reason?: unknown } | undefined;
+        if (d && typeof d.channel === 'string') host.gap(t, d.channel, host.position(d.channel), !st.live, gapReason(d.reason));
         break;
       }
       case 'herald.token-expired':

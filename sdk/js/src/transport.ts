@@ -1,5 +1,5 @@
 import { HeraldError } from './errors.js';
-import type { FetchLike, HeraldMessage, TransportName } from './types.js';
+import type { FetchLike, GapReason, HeraldMessage, TransportName } from './types.js';
 
 /** Why opening a transport failed. */
 export class OpenError extends Error {
@@ -55,13 +55,13 @@ export interface Host {
    * Messages of a channel may be missing. resume: reported when resuming from `since` (then a
    * repeat for the same position is not passed on); otherwise a gap in a live stream.
    */
-  gap(t: Transport, channel: string, since: string | undefined, resume: boolean): void;
+  gap(t: Transport, channel: string, since: string | undefined, resume: boolean, reason: GapReason | undefined): void;
   /** A multi-channel cursor (SSE id, poll cursor) for these channels. */
   cursor(t: Transport, channels: string[], cursor: string): void;
   /** Forget the channel's position: read its log from the start (after a gap left it behind). */
   rewind(t: Transport, channel: string): void;
   /** A WebSocket subscription was confirmed. */
-  subscribed(t: Transport, channel: string, since: string | undefined, recovered: boolean, lastId: string | undefined): void;
+  subscribed(t: Transport, channel: string, since: string | undefined, recovered: boolean, lastId: string | undefined, reason: GapReason | undefined): void;
   /** The server refused a channel for good. */
   channelError(t: Transport, channel: string, error: HeraldError): void;
   /** The server refused every channel of the stream (SSE, long-poll). */
@@ -83,6 +83,13 @@ export interface Transport {
 }
 
 /** Joins a path to the base URL, keeping a path prefix the base may have. */
+const gapReasons: ReadonlySet<string> = new Set(['trimmed', 'expired', 'broker_reset', 'replay_cap', 'link_lost']);
+
+/** The gap reason a server sent, or undefined for none (or one this client does not know). */
+export function gapReason(v: unknown): GapReason | undefined {
+  return typeof v === 'string' && gapReasons.has(v) ? (v as GapReason) : undefined;
+}
+
 export function endpoint(base: string, path: string, query?: URLSearchParams): string {
   const u = new URL(path.replace(/^\//, ''), base.endsWith('/') ? base : base + '/');
   if (query) u.search = query.toString();

@@ -20,6 +20,15 @@ export interface HeraldMessage<T = unknown> {
   data: T;
 }
 
+/**
+ * Why the gateway could not give every message: `trimmed` (dropped by its history size),
+ * `expired` (the log expired after its TTL of silence), `broker_reset` (the broker lost its
+ * data, as in a restart of a memory-broker gateway), `replay_cap` (more was missed than one replay
+ * carries: only the newest came), `link_lost` (the gateway lost its broker link and messages
+ * published meanwhile are gone). A gateway that predates reasons sends none.
+ */
+export type GapReason = 'trimmed' | 'expired' | 'broker_reset' | 'replay_cap' | 'link_lost';
+
 /** Told to `onGap`: the gateway could not prove that nothing was missed on this channel. */
 export interface GapInfo {
   channel: string;
@@ -27,6 +36,8 @@ export interface GapInfo {
   transport: TransportName;
   /** The position the client resumed from, when it had one. */
   since?: string;
+  /** Why, as the gateway said; absent when it did not say. */
+  reason?: GapReason;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { HeraldError } from './errors.js';
-import { endpoint, networkError, OpenError, type Host, type LostInfo, type Transport } from './transport.js';
+import { endpoint, gapReason, networkError, OpenError, type Host, type LostInfo, type Transport } from './transport.js';
 import type { WebSocketConstructor, WebSocketLike } from './types.js';
 
 const OPEN = 1;
@@ -13,6 +13,7 @@ interface ServerFrame {
   channel?: string;
   recovered?: boolean;
   last_id?: string;
+  reason?: string;
   event?: string;
   data?: unknown;
   code?: string;
@@ -268,7 +269,7 @@ export class WebSocketTransport implements Transport {
       case 'subscribed': {
         const p = this.take(f.id);
         if (p?.type !== 'subscribe' || this.server.get(p.channel)?.reqId !== f.id) return;
-        this.host.subscribed(this, p.channel, p.since, f.recovered !== false, typeof f.last_id === 'string' ? f.last_id : undefined);
+        this.host.subscribed(this, p.channel, p.since, f.recovered !== false, typeof f.last_id === 'string' ? f.last_id : undefined, gapReason(f.reason));
         return;
       }
       case 'error': {
@@ -298,7 +299,7 @@ export class WebSocketTransport implements Transport {
       }
       case 'gap':
         // messages were lost on their way to the gateway (a broker outage longer than the history)
-        if (typeof f.channel === 'string') this.host.gap(this, f.channel, this.host.position(f.channel), false);
+        if (typeof f.channel === 'string') this.host.gap(this, f.channel, this.host.position(f.channel), false, gapReason(f.reason));
         return;
       case 'refresh':
         this.host.getToken().then(

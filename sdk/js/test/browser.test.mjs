@@ -120,6 +120,7 @@ test('browser: WebSocket, SSE through an upgrade-refusing proxy, long-poll, all 
   for (const name of Object.keys(channels)) {
     assert.deepEqual(r[name].messages.map((m) => m.data), [1, 2, 3, 4, 5, 6, 7], `${name}: each message once, in order`);
     assert.equal(r[name].gaps.length, 1, `${name}: one gap`);
+    assert.equal(r[name].gaps[0].reason, 'broker_reset', `${name}: the gap says why`);
     assert.ok(r[name].states.some((s) => s.state === 'disconnected'), name);
   }
   assert.equal(r.websocket.transport, 'websocket');

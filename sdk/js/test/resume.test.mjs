@@ -46,6 +46,7 @@ describe('gateway restart', () => {
         assert.equal(r.gaps.length, 1, 'one gap: the restarted gateway lost its history');
         assert.equal(r.gaps[0].channel, ch);
         assert.equal(r.gaps[0].transport, transport);
+        assert.equal(r.gaps[0].reason, 'broker_reset', 'the gap says why: the gateway lost its history');
         const states = r.states.map((s) => s.state);
         assert.ok(states.includes('disconnected'), states.join(','));
         assert.equal(client.transport, transport);
@@ -104,6 +105,7 @@ describe('gap on trimmed history (--history-size 10)', () => {
 
         await waitFor(() => r.messages.length === 11, 15_000, 'the 10 retained');
         assert.equal(r.gaps.length, 1);
+        assert.equal(r.gaps[0].reason, 'trimmed', 'the gap says why: the history was trimmed');
         assert.deepEqual(r.data(), [0, ...range(41, 50)]);
         assert.deepEqual(r.messages.slice(1).map((m) => m.id), missed.slice(40));
         await herald.publish(ch, 51);
