@@ -303,7 +303,9 @@ func inputLargestID(t *testing.T, s *server) {
 			}
 			continue
 		}
-		if status != 200 || strings.Contains(body, first) || !strings.Contains(body, `"complete":false`) {
+		// No messages; next is the channel's position (first's id), from which to go on.
+		if status != 200 || !strings.Contains(body, `"messages":[]`) || !strings.Contains(body, `"complete":false`) ||
+			!strings.Contains(body, `"next":"`+first+`"`) {
 			t.Errorf("history since %s: %d %s; want 200, no messages, complete false", since, status, body)
 		}
 	}
