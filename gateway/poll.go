@@ -50,7 +50,7 @@ type pollResponse struct {
 // ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
 // cursor (or a gap to report), or after the timeout with none.
 func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
-	req := g.parseStreamRequest(w, r)
+	req := g.parseStreamRequest(w, r, kindPoll)
 	if req == nil {
 		return
 	}
@@ -78,7 +78,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 		sub, err := g.hub.subscribe(ctx, ch, waiter, kindPoll)
 		if err != nil {
 			cancel()
-			problem.Write(w, unavailable("cannot subscribe now: "+err.Error()))
+			g.storeUnavailable(w, r, kindPoll, err)
 			return
 		}
 		_ = g.hub.goLive(sub, broker.ID{})
@@ -89,7 +89,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 			page, err := g.broker.History(ctx, ch, broker.HistoryQuery{})
 			if err != nil {
 				cancel()
-				problem.Write(w, unavailable("cannot read history now: "+err.Error()))
+				g.storeUnavailable(w, r, kindPoll, err)
 				return
 			}
 			sub.pos = page.LastID
@@ -102,7 +102,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	for {
 		resp, err := g.collect(r.Context(), subs)
 		if err != nil {
-			problem.Write(w, unavailable("cannot read history now: "+err.Error()))
+			g.storeUnavailable(w, r, kindPoll, err)
 			return
 		}
 		if len(resp.Messages) > 0 || len(resp.Gaps) > 0 {

@@ -25,7 +25,7 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	// A refusal before the stream starts must be readable by a page on another origin, so
 	// that a bad token does not look like a network failure to the browser.
 	g.cfg.CORS.SetHeaders(w.Header(), r)
-	req := g.parseStreamRequest(w, r)
+	req := g.parseStreamRequest(w, r, kindSSE)
 	if req == nil {
 		return
 	}
@@ -44,7 +44,7 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			for _, sub := range s.subs {
 				g.hub.remove(sub)
 			}
-			problem.Write(w, unavailable("cannot subscribe now: "+err.Error()))
+			g.storeUnavailable(w, r, kindSSE, err)
 			return
 		}
 		sub.pos = page.LastID

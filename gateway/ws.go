@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -45,7 +44,7 @@ var decoders = sync.Pool{New: func() any { return new(wsframe.Decoder) }}
 // ServeWebSocket upgrades GET /v1/ws and hands the connection to the epoll core.
 func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	if g.draining.Load() {
-		problem.Write(w, unavailable("the gateway is shutting down; reconnect to another node"))
+		problem.Write(w, problem.ShuttingDown())
 		return
 	}
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
@@ -56,7 +55,7 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	if token := auth.FromRequest(r); token != "" {
 		var err error
 		if claims, err = g.auth.Verify(r.Context(), token); err != nil {
-			writeAuthProblem(w, err)
+			g.refuseToken(w, r, kindWS, err)
 			return
 		}
 	}
@@ -145,7 +144,7 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	}
 	f, err := parseClientFrame(payload)
 	if err != nil {
-		return closeWith(4000, "bad_frame", "malformed frame: "+jsonProblem(err))
+		return closeWith(4000, "bad_frame", "malformed frame: "+frameProblem(err))
 	}
 	if !s.freeFrame(f) && !s.allowFrame() {
 		return closeWith(4029, "rate_limited", "too many frames: slow down and reconnect")
@@ -216,10 +215,8 @@ func (s *wsSession) handleAuth(f clientFrame) error {
 		claims, err = s.gw.auth.Verify(ctx, f.Token)
 	})
 	if err != nil {
-		if errors.Is(err, auth.ErrExpired) {
-			return closeWith(4001, "token_expired", "token expired")
-		}
-		return closeWith(1008, "auth_failed", "authentication failed: "+authMessage(err))
+		s.gw.logRefusedToken(context.Background(), kindWS, sessionName(s.id), err)
+		return authFrameClose(err)
 	}
 	s.subMu.Lock()
 	first := s.claims == nil
@@ -265,7 +262,7 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		return
 	}
 	if !claims.CanSubscribe(f.Channel) {
-		s.write(errorFrame(f.ID, "forbidden", "token does not allow channel "+f.Channel), nil)
+		s.write(errorFrame(f.ID, problem.TypeForbidden, problem.ForbiddenDetail("subscribing", f.Channel)), nil)
 		return
 	}
 	var since *broker.ID
@@ -299,7 +296,8 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) {
 		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
 	})
 	if err != nil {
-		s.write(errorFrame(f.ID, "unavailable", "cannot subscribe now: "+err.Error()+"; retry later"), nil)
+		s.gw.logStoreError(context.Background(), kindWS, err)
+		s.write(errorFrame(f.ID, problem.TypeUnavailable, problem.DetailStoreUnavailable), nil)
 		return
 	}
 	s.subMu.Lock()
@@ -463,11 +461,16 @@ func quote(s string) string {
 	return string(appendJSONString(nil, s))
 }
 
-func jsonProblem(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "json: ")
-	if len(msg) > 80 {
-		msg = msg[:80]
+// frameProblem says what is wrong with a frame that parseClientFrame refused, in the protocol's
+// terms: encoding/json's own messages name Go types and struct fields, which are no business of
+// the client's.
+func frameProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, errBadFrameID):
+		return err.Error()
+	case errors.As(err, &te) && te.Field != "":
+		return "field " + quote(te.Field) + " has the wrong type"
 	}
-	return msg
+	return "not a JSON object"
 }
