@@ -10,12 +10,13 @@ import (
 )
 
 // authenticate verifies the request's token (Authorization: Bearer, access_token query
-// parameter or herald_token cookie). A missing,
-// invalid or expired token is the 401 problem of problem.Auth, the one the gateway answers too,
-// with its WWW-Authenticate challenge. The verifier's reason is logged, never sent.
+// parameter or, when the CORS policy lets it count for the request's origin, the herald_token
+// cookie). A missing, invalid or expired token is the 401 problem of problem.Auth, the one the
+// gateway answers too, with its WWW-Authenticate challenge. The verifier's reason is logged,
+// never sent.
 func (s *server) authenticate(c echo.Context) (*auth.Claims, error) {
 	r := c.Request()
-	claims, err := s.auth.Verify(r.Context(), auth.FromRequest(r))
+	claims, err := s.auth.Verify(r.Context(), auth.FromRequest(r, s.cors.CookieAllowed(r)))
 	if err == nil {
 		return claims, nil
 	}

@@ -33,7 +33,7 @@ const (
 	typeInvalidToken       = problem.TypeInvalidToken
 	typeTokenExpired       = problem.TypeTokenExpired
 	typeForbidden          = problem.TypeForbidden
-	typeOriginNotAllowed   = "origin-not-allowed"
+	typeOriginNotAllowed   = problem.TypeOriginNotAllowed
 	typeUnavailable        = problem.TypeUnavailable
 	typeBacklogged         = "backlogged"
 	typeNotReady           = "not-ready"

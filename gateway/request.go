@@ -38,10 +38,10 @@ func (g *Gateway) parseStreamRequest(w http.ResponseWriter, r *http.Request, kin
 		return nil
 	}
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
-		problem.Write(w, problem.New(http.StatusForbidden, "origin-not-allowed", "origin "+r.Header.Get("Origin")+" is not allowed"))
+		problem.Write(w, problem.OriginNotAllowed())
 		return nil
 	}
-	claims, err := g.auth.Verify(r.Context(), auth.FromRequest(r))
+	claims, err := g.auth.Verify(r.Context(), auth.FromRequest(r, g.cfg.CORS.CookieAllowed(r)))
 	if err != nil {
 		g.refuseToken(w, r, kind, err)
 		return nil

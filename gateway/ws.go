@@ -48,11 +48,13 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
-		problem.Write(w, problem.New(http.StatusForbidden, "origin-not-allowed", "origin "+r.Header.Get("Origin")+" is not allowed"))
+		problem.Write(w, problem.OriginNotAllowed())
 		return
 	}
 	var claims *auth.Claims
-	if token := auth.FromRequest(r); token != "" {
+	// A cookie the origin may not use counts as no credential: the upgrade is accepted and
+	// waits for an auth frame, which a page on another origin cannot fill with the cookie.
+	if token := auth.FromRequest(r, g.cfg.CORS.CookieAllowed(r)); token != "" {
 		var err error
 		if claims, err = g.auth.Verify(r.Context(), token); err != nil {
 			g.refuseToken(w, r, kindWS, err)

@@ -13,17 +13,19 @@ import (
 // exactly was wrong (the verifier's reason, which may name the configured issuer or key types,
 // or the message store's own error) goes to the server's log, never to the client.
 const (
-	TypeUnauthorized = "unauthorized"
-	TypeInvalidToken = "invalid-token"
-	TypeTokenExpired = "token-expired"
-	TypeForbidden    = "forbidden"
-	TypeUnavailable  = "unavailable"
+	TypeUnauthorized     = "unauthorized"
+	TypeInvalidToken     = "invalid-token"
+	TypeTokenExpired     = "token-expired"
+	TypeForbidden        = "forbidden"
+	TypeUnavailable      = "unavailable"
+	TypeOriginNotAllowed = "origin-not-allowed"
 
 	DetailNoToken          = "a token is required: Authorization: Bearer <token>, the access_token parameter or the herald_token cookie"
 	DetailInvalidToken     = "the token is not valid"
 	DetailTokenExpired     = "the token has expired"
 	DetailStoreUnavailable = "the message store is unavailable, retry shortly"
 	DetailShuttingDown     = "the gateway is shutting down, reconnect to another node"
+	DetailOriginNotAllowed = "the request's Origin is not in the allowed origins"
 )
 
 // WWW-Authenticate challenges (RFC 6750, section 3) of the 401 problems.
@@ -61,6 +63,12 @@ func Forbidden(action, channel string) *Details {
 // ForbiddenDetail is the text of [Forbidden], for transports that answer with their own shape.
 func ForbiddenDetail(action, channel string) string {
 	return "the token does not allow " + action + " on channel " + channel
+}
+
+// OriginNotAllowed is the 403 for a browser request from an origin the CORS policy does not
+// allow.
+func OriginNotAllowed() *Details {
+	return New(http.StatusForbidden, TypeOriginNotAllowed, DetailOriginNotAllowed)
 }
 
 // StoreUnavailable is the 503 for a message store that cannot be reached now (or a closed one,

@@ -379,3 +379,135 @@ func TestHostileStoreErrorsAreGeneric(t *testing.T) {
 			strings.Contains(logs, "transport=sse") && strings.Contains(logs, "transport=poll")
 	}, "the log to hold the store's errors per transport (log: %s)", s.logs)
 }
+
+// authcCORS is what a browser would make of an answer: the CORS headers it reads.
+func authcCORS(a authcAnswer) string {
+	return a.header.Get("Access-Control-Allow-Origin") + "|" + a.header.Get("Access-Control-Allow-Credentials")
+}
+
+// authcWSFirst upgrades /v1/ws with the given headers, sends a subscribe and returns the first
+// frame's type and code: "connected" when the upgrade was authenticated, an error with code
+// "unauthenticated" when it was not.
+func authcWSFirst(t *testing.T, s *server, header http.Header) string {
+	t.Helper()
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header), Timeout: 5 * time.Second}
+	conn, br, _, err := d.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws")
+	if err != nil {
+		t.Fatalf("upgrade with %v: %v", header, err)
+	}
+	defer conn.Close()
+	if err := wsutil.WriteClientText(conn, []byte(`{"type":"subscribe","id":1,"channel":"secret"}`)); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := wsutil.ReadServerText(authcReader(conn, br))
+	if err != nil {
+		t.Fatalf("first frame: %v", err)
+	}
+	var m struct{ Type, Code string }
+	json.Unmarshal(p, &m)
+	return strings.TrimSuffix(m.Type+" "+m.Code, " ")
+}
+
+// TestHostileCORS: a page on another origin must not read its visitors' history and streams
+// with their herald_token cookie. Without --allowed-origins every origin gets
+// Access-Control-Allow-Origin: * without credentials and the cookie does not count for it (a
+// token the page holds still works); with a list, only listed origins get credentials and the
+// cookie, and null is never listed implicitly.
+func TestHostileCORS(t *testing.T) {
+	open := startServer(t, freePort(t), "--jwt-secret", authcSecret)
+	listed := startServer(t, freePort(t), "--jwt-secret", authcSecret, "--allowed-origins", "https://shop.example")
+	tok, err := auth.MintHMAC([]byte(authcSecret), auth.MintClaims{Subscribe: []string{"*"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie := "herald_token=" + tok
+	const evil, shop = "https://evil.example", "https://shop.example"
+	routes := map[string]string{
+		"history": "/v1/channels/secret/messages",
+		"sse":     "/v1/sse?channel=secret",
+		"poll":    "/v1/poll?channel=secret&timeout=0",
+	}
+	type want struct {
+		status int
+		cors   string // Access-Control-Allow-Origin|Access-Control-Allow-Credentials
+		ws     string // first WebSocket frame after a subscribe, for the same headers
+	}
+	self := func(s *server) string { return s.base } // the page herald itself serves
+	cases := []struct {
+		name   string
+		s      *server
+		origin string
+		bearer bool
+		want   want
+	}{
+		{"no list, other origin, cookie", open, evil, false, want{401, "*|", "error unauthenticated"}},
+		{"no list, null origin, cookie", open, "null", false, want{401, "*|", "error unauthenticated"}},
+		{"no list, other origin, its own token", open, evil, true, want{200, "*|", "connected"}},
+		{"no list, own origin, cookie", open, self(open), false, want{200, "*|", "connected"}},
+		{"no list, no Origin, cookie", open, "", false, want{200, "|", "connected"}},
+		{"listed origin, cookie", listed, shop, false, want{200, shop + "|true", "connected"}},
+		{"unlisted origin, cookie", listed, evil, false, want{403, "|", ""}},
+		{"null origin not listed, cookie", listed, "null", false, want{403, "|", ""}},
+	}
+	for _, c := range cases {
+		h := map[string]string{"Cookie": cookie}
+		if c.origin != "" {
+			h["Origin"] = c.origin
+		}
+		if c.bearer {
+			h["Authorization"] = "Bearer " + tok
+		}
+		for route, path := range routes {
+			a := authcDo(t, "GET", c.s.base+path, h)
+			if a.status != c.want.status || authcCORS(a) != c.want.cors {
+				t.Errorf("%s, %s: %d with CORS %q; want %d %q (%s)", c.name, route, a.status, authcCORS(a), c.want.status, c.want.cors, a.body)
+			}
+			if c.want.status == 403 && a.typ != "origin-not-allowed" {
+				t.Errorf("%s, %s: problem %q", c.name, route, a.typ)
+			}
+		}
+		wh := http.Header{}
+		for k, v := range h {
+			wh.Set(k, v)
+		}
+		if c.want.ws == "" {
+			if a := authcDo(t, "GET", c.s.base+"/v1/ws", authcMerge(authcWSHeaders(""), h)); a.status != 403 || a.typ != "origin-not-allowed" {
+				t.Errorf("%s, websocket: %d %q", c.name, a.status, a.typ)
+			}
+		} else if got := authcWSFirst(t, c.s, wh); got != c.want.ws {
+			t.Errorf("%s, websocket: first frame %q, want %q", c.name, got, c.want.ws)
+		}
+	}
+
+	// Preflights follow the same rule.
+	for _, c := range []struct {
+		name   string
+		s      *server
+		origin string
+		status int
+		cors   string
+	}{
+		{"no list, other origin", open, evil, 204, "*|"},
+		{"no list, null", open, "null", 204, "*|"},
+		{"listed origin", listed, shop, 204, shop + "|true"},
+		{"unlisted origin", listed, evil, 403, "|"},
+		{"null not listed", listed, "null", 403, "|"},
+	} {
+		for route, path := range routes {
+			a := authcDo(t, "OPTIONS", c.s.base+path, map[string]string{"Origin": c.origin,
+				"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"})
+			if a.status != c.status || authcCORS(a) != c.cors {
+				t.Errorf("preflight, %s, %s: %d with CORS %q; want %d %q", c.name, route, a.status, authcCORS(a), c.status, c.cors)
+			}
+		}
+	}
+}
+
+// authcMerge returns a with the entries of b added.
+func authcMerge(a, b map[string]string) map[string]string {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
