@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"net/http"
 
 	"github.com/labstack/echo/v4"
 
@@ -10,40 +9,24 @@ import (
 	"github.com/herald-gateway/herald/api/problem"
 )
 
-// wwwAuthenticate values (RFC 6750, section 3).
-const (
-	challengeNoToken = `Bearer realm="herald"`
-	challengeInvalid = `Bearer realm="herald", error="invalid_token", error_description="the token is not valid"`
-	challengeExpired = `Bearer realm="herald", error="invalid_token", error_description="the token has expired"`
-)
-
 // authenticate verifies the request's token (Authorization: Bearer, access_token query
-// parameter or herald_token cookie). A missing, invalid or expired token is a 401 problem
-// (unauthorized, invalid-token, token-expired: the types the gateway uses too) with a
-// WWW-Authenticate challenge. The verifier's error text is not sent: it is logged when it is
-// not one of auth's sentinel errors.
+// parameter or, when the CORS policy lets it count for the request's origin, the herald_token
+// cookie). A missing, invalid or expired token is the 401 problem of problem.Auth, the one the
+// gateway answers too, with its WWW-Authenticate challenge. The verifier's reason is logged,
+// never sent.
 func (s *server) authenticate(c echo.Context) (*auth.Claims, error) {
 	r := c.Request()
-	claims, err := s.auth.Verify(r.Context(), auth.FromRequest(r))
+	claims, err := s.auth.Verify(r.Context(), auth.FromRequest(r, s.cors.CookieAllowed(r)))
 	if err == nil {
 		return claims, nil
 	}
-	h := c.Response().Header()
-	switch {
-	case errors.Is(err, auth.ErrNoToken):
-		h.Set("WWW-Authenticate", challengeNoToken)
-		return nil, problem.New(http.StatusUnauthorized, typeUnauthorized, "a bearer token or API key is required")
-	case errors.Is(err, auth.ErrExpired):
-		h.Set("WWW-Authenticate", challengeExpired)
-		return nil, problem.New(http.StatusUnauthorized, typeTokenExpired, "the token has expired")
-	case !errors.Is(err, auth.ErrInvalidToken):
-		s.log.WarnContext(r.Context(), "token verification failed", "err", err)
+	if !errors.Is(err, auth.ErrNoToken) {
+		s.log.InfoContext(r.Context(), "token refused", "path", r.URL.Path, "client", r.RemoteAddr, "err", err)
 	}
-	h.Set("WWW-Authenticate", challengeInvalid)
-	return nil, problem.New(http.StatusUnauthorized, typeInvalidToken, "the token is not valid")
+	return nil, problem.Auth(err)
 }
 
 // forbidden is the 403 for an action the token does not allow on channel.
 func forbidden(action, channel string) *problem.Details {
-	return problem.New(http.StatusForbidden, typeForbidden, "the token does not allow "+action+" on channel "+channel)
+	return problem.Forbidden(action, channel)
 }

@@ -46,12 +46,58 @@ func TestPreflightDisallowedOrigin(t *testing.T) {
 	}
 }
 
+// TestPreflightAnyOrigin: without an allowlist every origin, null too, may call with a token it
+// holds, but never with credentials.
 func TestPreflightAnyOrigin(t *testing.T) {
 	e := newEnv(t) // no allowlist: every origin
-	r := e.do(request{method: http.MethodOptions, path: "/v1/channels/a/messages", header: map[string]string{
-		"Origin": "https://anyone.example", "Access-Control-Request-Method": "GET"}})
-	if r.status != http.StatusNoContent || r.header.Get("Access-Control-Allow-Origin") != "https://anyone.example" {
-		t.Fatalf("status %d, headers %v", r.status, r.header)
+	for _, origin := range []string{"https://anyone.example", "null"} {
+		r := e.do(request{method: http.MethodOptions, path: "/v1/channels/a/messages", header: map[string]string{
+			"Origin": origin, "Access-Control-Request-Method": "GET"}})
+		if r.status != http.StatusNoContent || r.header.Get("Access-Control-Allow-Origin") != "*" ||
+			r.header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Fatalf("%s: status %d, headers %v", origin, r.status, r.header)
+		}
+	}
+}
+
+// TestCookieCountsOnlyForTrustedOrigins: the herald_token cookie authenticates a request without
+// Origin, from herald's own origin, or from a listed one; from any other origin it is ignored.
+func TestCookieCountsOnlyForTrustedOrigins(t *testing.T) {
+	tok := token(t, nil, []string{"*"})
+	cookie := "herald_token=" + tok
+	for _, tc := range []struct {
+		name    string
+		origins []string
+		origin  string // "self": the test server's own origin
+		status  int
+	}{
+		{"no allowlist, no Origin", nil, "", 200},
+		{"no allowlist, own origin", nil, "self", 200},
+		{"no allowlist, other origin", nil, "https://evil.example", 401},
+		{"no allowlist, null", nil, "null", 401},
+		{"star, other origin", []string{"*"}, "https://evil.example", 401},
+		{"listed", []string{allowedOrigin}, allowedOrigin, 200},
+		{"null listed", []string{"null"}, "null", 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, withOrigins(tc.origins...))
+			h := map[string]string{"Cookie": cookie}
+			if tc.origin == "self" {
+				h["Origin"] = e.srv.URL
+			} else if tc.origin != "" {
+				h["Origin"] = tc.origin
+			}
+			r := e.do(request{path: "/v1/channels/a/messages", header: h})
+			if r.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			}
+			// A token the page holds itself works from any origin the policy allows.
+			if tc.status == 401 {
+				if r := e.do(request{path: "/v1/channels/a/messages", token: tok, header: h}); r.status != 200 {
+					t.Fatalf("with a bearer token: status %d: %s", r.status, r.body)
+				}
+			}
+		})
 	}
 }
 

@@ -30,12 +30,12 @@ const (
 	typeInvalidIdempotency = "invalid-idempotency-key"
 	typeInvalidSince       = "invalid-since"
 	typeInvalidLimit       = "invalid-limit"
-	typeUnauthorized       = "unauthorized"
-	typeInvalidToken       = "invalid-token"
-	typeTokenExpired       = "token-expired"
-	typeForbidden          = "forbidden"
-	typeOriginNotAllowed   = "origin-not-allowed"
-	typeUnavailable        = "unavailable"
+	typeUnauthorized       = problem.TypeUnauthorized
+	typeInvalidToken       = problem.TypeInvalidToken
+	typeTokenExpired       = problem.TypeTokenExpired
+	typeForbidden          = problem.TypeForbidden
+	typeOriginNotAllowed   = problem.TypeOriginNotAllowed
+	typeUnavailable        = problem.TypeUnavailable
 	typeBacklogged         = "backlogged"
 	typeNotReady           = "not-ready"
 	typeInternal           = "internal"
@@ -79,14 +79,13 @@ func (s *server) toProblem(err error, c echo.Context) *problem.Details {
 }
 
 // brokerProblem maps a broker error: a store that cannot be reached now (or a closed broker, or
-// a deadline that ran out) is a 503 the client may retry after a second; anything else is a 500.
+// a deadline that ran out) is the 503 of problem.StoreUnavailable, which the client may retry
+// after a second; anything else is a 500. The store's error text is logged, never sent.
 func (s *server) brokerProblem(ctx context.Context, err error) *problem.Details {
 	if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, broker.ErrClosed) ||
 		errors.Is(err, context.DeadlineExceeded) {
-		p := problem.New(http.StatusServiceUnavailable, typeUnavailable,
-			"the message store is unavailable; retry (with the same Idempotency-Key) shortly")
-		p.RetryAfter = time.Second
-		return p
+		s.log.WarnContext(ctx, "message store unavailable", "err", err)
+		return problem.StoreUnavailable()
 	}
 	s.log.ErrorContext(ctx, "broker call failed", "err", err)
 	return problem.New(http.StatusInternalServerError, typeInternal, "the server could not complete the request")

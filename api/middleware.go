@@ -89,8 +89,8 @@ func (s *server) corsHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
 		s.cors.SetHeaders(c.Response().Header(), r)
-		if origin := r.Header.Get("Origin"); !s.cors.Allowed(origin) {
-			return problem.New(http.StatusForbidden, typeOriginNotAllowed, "origin "+origin+" is not allowed")
+		if !s.cors.Allowed(r.Header.Get("Origin")) {
+			return problem.OriginNotAllowed()
 		}
 		return next(c)
 	}
@@ -100,9 +100,9 @@ func (s *server) corsHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 // allowed origin, 403 for any other.
 func (s *server) preflight(c echo.Context) error {
 	r := c.Request()
-	if origin := r.Header.Get("Origin"); !s.cors.Allowed(origin) {
+	if !s.cors.Allowed(r.Header.Get("Origin")) {
 		c.Response().Header().Add("Vary", "Origin")
-		return problem.New(http.StatusForbidden, typeOriginNotAllowed, "origin "+origin+" is not allowed")
+		return problem.OriginNotAllowed()
 	}
 	s.cors.SetPreflightHeaders(c.Response().Header(), r)
 	return c.NoContent(http.StatusNoContent)

@@ -287,10 +287,20 @@ func TestRefusedHandshakeClosesTheConnection(t *testing.T) {
 
 // TestSSERefusalIsReadableCrossOrigin: a refused SSE request carries CORS headers, so a page on
 // another origin can read why (a bad token is not a network failure).
+// Without an allowlist the page gets "*"; a listed origin gets itself, with credentials.
 func TestSSERefusalIsReadableCrossOrigin(t *testing.T) {
-	e := newEnv(t)
-	_, resp := e.openSSE("channel=x&access_token=bad", http.Header{"Origin": {"https://shop.example"}})
-	if resp.StatusCode != 401 || resp.Header.Get("Access-Control-Allow-Origin") != "https://shop.example" {
-		t.Fatalf("status %d, Access-Control-Allow-Origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	for _, tc := range []struct {
+		origins           []string
+		allowOrigin, cred string
+	}{
+		{nil, "*", ""},
+		{[]string{"https://shop.example"}, "https://shop.example", "true"},
+	} {
+		e := newEnv(t, withConfig(func(c *Config) { c.CORS = corsOnly(tc.origins...) }))
+		_, resp := e.openSSE("channel=x&access_token=bad", http.Header{"Origin": {"https://shop.example"}})
+		h := resp.Header
+		if resp.StatusCode != 401 || h.Get("Access-Control-Allow-Origin") != tc.allowOrigin || h.Get("Access-Control-Allow-Credentials") != tc.cred {
+			t.Fatalf("allowlist %v: status %d, headers %v", tc.origins, resp.StatusCode, h)
+		}
 	}
 }

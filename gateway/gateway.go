@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/api/cors"
-	"github.com/herald-gateway/herald/api/problem"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/metrics"
 	"github.com/herald-gateway/herald/gateway/netpoll"
@@ -452,9 +450,3 @@ func kindName(k sinkKind) string {
 func sessionName(id uint64) string { return "s-" + strconv.FormatUint(id, 36) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-func unavailable(detail string) *problem.Details {
-	p := problem.New(http.StatusServiceUnavailable, "unavailable", detail)
-	p.RetryAfter = time.Second
-	return p
-}

@@ -80,7 +80,7 @@ type pollGap struct {
 // ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
 // cursor (or a gap to report), or after the timeout with none.
 func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
-	req := g.parseStreamRequest(w, r)
+	req := g.parseStreamRequest(w, r, kindPoll)
 	if req == nil {
 		return
 	}
@@ -108,7 +108,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 		sub, err := g.hub.subscribe(ctx, ch, waiter, kindPoll)
 		if err != nil {
 			cancel()
-			problem.Write(w, g.brokerProblem("subscribe", err))
+			g.storeProblem(w, r, kindPoll, "subscribe", err)
 			return
 		}
 		_ = g.hub.goLive(sub, broker.ID{})
@@ -119,7 +119,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 			page, err := g.broker.History(ctx, ch, broker.HistoryQuery{})
 			if err != nil {
 				cancel()
-				problem.Write(w, g.brokerProblem("history", err))
+				g.storeProblem(w, r, kindPoll, "history", err)
 				return
 			}
 			sub.pos = page.LastID
@@ -132,7 +132,7 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	for {
 		resp, err := g.collect(r.Context(), subs, waiter)
 		if err != nil {
-			problem.Write(w, g.brokerProblem("history", err))
+			g.storeProblem(w, r, kindPoll, "history", err)
 			return
 		}
 		if len(resp.Messages) > 0 || len(resp.Gaps) > 0 {

@@ -26,7 +26,8 @@ const refuseWrite = time.Second
 // connection netc and closes it. The answer carries the CORS headers of the request, like the
 // stream would have, so that a page on another origin sees a 503 rather than a network error.
 func (g *Gateway) refuseSSE(netc net.Conn, r *http.Request) {
-	p := unavailable("cannot open the stream now; retry later")
+	p := problem.New(http.StatusServiceUnavailable, problem.TypeUnavailable, "cannot open the stream now; retry later")
+	p.RetryAfter = time.Second
 	body := p.JSON()
 	h := http.Header{}
 	g.cfg.CORS.SetHeaders(h, r)

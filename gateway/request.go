@@ -24,10 +24,11 @@ type streamRequest struct {
 
 // parseStreamRequest checks what SSE and long-poll share: the channels, the credential and its
 // permissions, and the resume cursor (the Last-Event-ID header first, then the since parameter).
-// It writes the problem itself and returns nil when the request is refused.
-func (g *Gateway) parseStreamRequest(w http.ResponseWriter, r *http.Request) *streamRequest {
+// It writes the problem itself and returns nil when the request is refused. kind is kindSSE or
+// kindPoll.
+func (g *Gateway) parseStreamRequest(w http.ResponseWriter, r *http.Request, kind sinkKind) *streamRequest {
 	if g.draining.Load() {
-		problem.Write(w, unavailable("the gateway is shutting down; reconnect to another node"))
+		problem.Write(w, problem.ShuttingDown())
 		return nil
 	}
 	q := r.URL.Query()
@@ -37,17 +38,17 @@ func (g *Gateway) parseStreamRequest(w http.ResponseWriter, r *http.Request) *st
 		return nil
 	}
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
-		problem.Write(w, problem.New(http.StatusForbidden, "origin-not-allowed", "origin "+r.Header.Get("Origin")+" is not allowed"))
+		problem.Write(w, problem.OriginNotAllowed())
 		return nil
 	}
-	claims, err := g.auth.Verify(r.Context(), auth.FromRequest(r))
+	claims, err := g.auth.Verify(r.Context(), auth.FromRequest(r, g.cfg.CORS.CookieAllowed(r)))
 	if err != nil {
-		writeAuthProblem(w, err)
+		g.refuseToken(w, r, kind, err)
 		return nil
 	}
 	for _, ch := range channels {
 		if !claims.CanSubscribe(ch) {
-			problem.Write(w, problem.New(http.StatusForbidden, "forbidden", "token does not allow channel "+ch))
+			problem.Write(w, problem.Forbidden("subscribing", ch))
 			return nil
 		}
 	}

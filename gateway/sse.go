@@ -25,7 +25,7 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	// A refusal before the stream starts must be readable by a page on another origin, so
 	// that a bad token does not look like a network failure to the browser.
 	g.cfg.CORS.SetHeaders(w.Header(), r)
-	req := g.parseStreamRequest(w, r)
+	req := g.parseStreamRequest(w, r, kindSSE)
 	if req == nil {
 		return
 	}
@@ -49,7 +49,7 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		sub, page, err := g.join(ctx, ch, s, kindSSE, req.sinceOf(i))
 		if err != nil {
 			release()
-			problem.Write(w, g.brokerProblem("subscribe", err))
+			g.storeProblem(w, r, kindSSE, "subscribe", err)
 			return
 		}
 		sub.pos = page.LastID

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -48,18 +47,20 @@ var decoders = sync.Pool{New: func() any { return new(wsframe.Decoder) }}
 // ServeWebSocket upgrades GET /v1/ws and hands the connection to the epoll core.
 func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	if g.draining.Load() {
-		problem.Write(w, unavailable("the gateway is shutting down; reconnect to another node"))
+		problem.Write(w, problem.ShuttingDown())
 		return
 	}
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
-		problem.Write(w, problem.New(http.StatusForbidden, "origin-not-allowed", "origin "+r.Header.Get("Origin")+" is not allowed"))
+		problem.Write(w, problem.OriginNotAllowed())
 		return
 	}
 	var claims *auth.Claims
-	if token := auth.FromRequest(r); token != "" {
+	// A cookie the origin may not use counts as no credential: the upgrade is accepted and
+	// waits for an auth frame, which a page on another origin cannot fill with the cookie.
+	if token := auth.FromRequest(r, g.cfg.CORS.CookieAllowed(r)); token != "" {
 		var err error
 		if claims, err = g.auth.Verify(r.Context(), token); err != nil {
-			writeAuthProblem(w, err)
+			g.refuseToken(w, r, kindWS, err)
 			return
 		}
 	}
@@ -146,7 +147,7 @@ func (s *wsSession) onFrame(op ws.OpCode, payload []byte) error {
 	}
 	f, err := parseClientFrame(payload)
 	if err != nil {
-		return closeWith(4000, "bad_frame", "malformed frame: "+jsonProblem(err))
+		return closeWith(4000, "bad_frame", "malformed frame: "+frameProblem(err))
 	}
 	if f.Type != "subscribe" && !s.allowFrame() {
 		return errRateLimited
@@ -252,10 +253,8 @@ func (s *wsSession) handleAuth(f clientFrame) error {
 		claims, err = s.gw.auth.Verify(ctx, f.Token)
 	})
 	if err != nil {
-		if errors.Is(err, auth.ErrExpired) {
-			return closeWith(4001, "token_expired", "token expired")
-		}
-		return closeWith(1008, "auth_failed", "authentication failed: "+authMessage(err))
+		s.gw.logRefusedToken(context.Background(), kindWS, sessionName(s.id), err)
+		return authFrameClose(err)
 	}
 	s.subMu.Lock()
 	first := s.claims == nil
@@ -272,8 +271,8 @@ func (s *wsSession) handleAuth(f clientFrame) error {
 	s.write(s.connectedFrame(f.ID), nil)
 	for _, sub := range ended {
 		name := sub.ch.name
-		s.write(newServerFrame("error").str("code", "forbidden").str("channel", name).
-			str("message", "token does not allow channel "+name+": the subscription ended").bytes(), nil)
+		s.write(newServerFrame("error").str("code", problem.TypeForbidden).str("channel", name).
+			str("message", problem.ForbiddenDetail("subscribing", name)+": the subscription ended").bytes(), nil)
 	}
 	return nil
 }
@@ -347,8 +346,8 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
 		sub, page, err = s.gw.join(ctx, f.Channel, s, kindWS, since)
 	})
 	if err != nil {
-		if s.gw.brokerFailure("subscribe", err) {
-			return s.refuse(f.ID, "unavailable", "cannot subscribe now; retry later")
+		if s.gw.storeFailure(context.Background(), kindWS, "subscribe", err) {
+			return s.refuse(f.ID, problem.TypeUnavailable, problem.DetailStoreUnavailable)
 		}
 		return s.refuse(f.ID, "internal", "the server could not complete the subscribe")
 	}
@@ -395,7 +394,7 @@ func (s *wsSession) checkSubscribe(f clientFrame, claims *auth.Claims) (since *b
 	case !broker.ValidChannel(f.Channel):
 		return nil, "invalid-channel", "invalid channel name " + quote(f.Channel)
 	case !claims.CanSubscribe(f.Channel):
-		return nil, "forbidden", "token does not allow channel " + f.Channel
+		return nil, problem.TypeForbidden, problem.ForbiddenDetail("subscribing", f.Channel)
 	}
 	if f.Since != nil {
 		id, err := broker.ParseID(*f.Since)
@@ -583,11 +582,16 @@ func quote(s string) string {
 	return string(appendJSONString(nil, s))
 }
 
-func jsonProblem(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "json: ")
-	if len(msg) > 80 {
-		msg = msg[:80]
+// frameProblem says what is wrong with a frame that parseClientFrame refused, in the protocol's
+// terms: encoding/json's own messages name Go types and struct fields, which are no business of
+// the client's.
+func frameProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, errBadFrameID):
+		return err.Error()
+	case errors.As(err, &te) && te.Field != "":
+		return "field " + quote(te.Field) + " has the wrong type"
 	}
-	return msg
+	return "not a JSON object"
 }

@@ -14,7 +14,8 @@
 //   - A key is only ever used with the algorithms of its own type: HS* only with the HMAC secret,
 //     RS*/PS* only with RSA keys, ES256/ES384/ES512 only with ECDSA keys on P-256/P-384/P-521,
 //     EdDSA only with Ed25519 keys. "none" and every other algorithm are refused.
-//   - Keys named by the token itself (the jwk, jku, x5u and x5c headers) are never used.
+//   - Keys named by the token itself (the jwk, jku, x5u and x5c headers) are never used, and a
+//     token carrying any of these headers is refused.
 //   - The signature is checked before any claim is read.
 //   - No error message or log line carries the token or API key text.
 //   - API keys are compared in constant time against every configured key.

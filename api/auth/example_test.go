@@ -54,7 +54,7 @@ func ExampleVerifier_Verify() {
 
 func ExampleFromRequest() {
 	r := httptest.NewRequest("GET", "/v1/sse?channel=orders:7&access_token=abc.def.ghi", nil)
-	fmt.Println(auth.FromRequest(r))
+	fmt.Println(auth.FromRequest(r, true))
 	fmt.Println(auth.RedactQuery(r.URL.RawQuery))
 	// Output:
 	// abc.def.ghi

@@ -15,9 +15,12 @@ const (
 )
 
 // FromRequest finds the token of an HTTP request: "Authorization: Bearer <t>" first (the scheme
-// is case-insensitive; other schemes are ignored), then the access_token query parameter, then
-// the herald_token cookie. It returns "" when there is none.
-func FromRequest(r *http.Request) string {
+// is case-insensitive; other schemes are ignored), then the access_token query parameter, then,
+// when cookie is true, the herald_token cookie. It returns "" when there is none.
+//
+// The browser attaches the cookie to requests from any page, so callers pass whether r's origin
+// may use it (cors.Policy.CookieAllowed); a cookie that may not is ignored as if absent.
+func FromRequest(r *http.Request, cookie bool) string {
 	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		if token = strings.TrimSpace(token); token != "" {
 			return token
@@ -27,6 +30,9 @@ func FromRequest(r *http.Request) string {
 		if token := r.URL.Query().Get(QueryParam); token != "" {
 			return token
 		}
+	}
+	if !cookie {
+		return ""
 	}
 	if c, err := r.Cookie(CookieName); err == nil && c.Value != "" {
 		return c.Value

@@ -13,7 +13,9 @@ func TestFromRequest(t *testing.T) {
 		url    string
 		header string // Authorization
 		cookie string
-		want   string
+		// noCookie: the caller does not let the cookie count (a page on another origin)
+		noCookie bool
+		want     string
 	}{
 		{name: "none", url: "/v1/sse", want: ""},
 		{name: "bearer", url: "/", header: "Bearer tok-h", want: "tok-h"},
@@ -27,6 +29,9 @@ func TestFromRequest(t *testing.T) {
 		{name: "empty bearer falls through", url: "/", header: "Bearer ", cookie: "tok-c", want: "tok-c"},
 		{name: "scheme only", url: "/", header: "Bearer", want: ""},
 		{name: "empty query value", url: "/?access_token=", cookie: "tok-c", want: "tok-c"},
+		{name: "cookie not allowed", url: "/", cookie: "tok-c", noCookie: true, want: ""},
+		{name: "cookie not allowed, header", url: "/", header: "Bearer tok-h", cookie: "tok-c", noCookie: true, want: "tok-h"},
+		{name: "cookie not allowed, query", url: "/?access_token=tok-q", cookie: "tok-c", noCookie: true, want: "tok-q"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,7 +42,7 @@ func TestFromRequest(t *testing.T) {
 			if tt.cookie != "" {
 				r.AddCookie(&http.Cookie{Name: CookieName, Value: tt.cookie})
 			}
-			if got := FromRequest(r); got != tt.want {
+			if got := FromRequest(r, !tt.noCookie); got != tt.want {
 				t.Errorf("FromRequest = %q, want %q", got, tt.want)
 			}
 		})
@@ -80,7 +85,7 @@ func TestRedactQueryHidesWhatFromRequestReads(t *testing.T) {
 		"b=2&access_token=secret%2Dtoken-1",
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/?"+q, nil)
-		tok := FromRequest(r)
+		tok := FromRequest(r, true)
 		if tok == "" {
 			t.Fatalf("%q: FromRequest found nothing", q)
 		}

@@ -175,6 +175,10 @@ func (p *keyPicker) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Sign
 		p.err = invalidf("unencoded payloads (b64) are not supported")
 		return p.err
 	}
+	if name := keyHeader(h); name != "" {
+		p.err = invalidf("the %s header is not accepted: keys come from the configuration only", name)
+		return p.err
+	}
 	p.alg = h.Algorithm()
 	if !acceptedAlg(p.alg) {
 		p.err = invalidf("algorithm %s is not accepted", quoteShort(p.alg.String()))
@@ -190,6 +194,21 @@ func (p *keyPicker) FetchKeys(_ context.Context, sink jws.KeySink, sig *jws.Sign
 	}
 	p.tried = len(keys)
 	return nil
+}
+
+// tokenKeyHeaders are the JOSE headers by which a token names or carries its own key (RFC 7515
+// section 4.1). herald never uses such a key, and it refuses tokens that carry one: a token that
+// says where its key is was made by someone who expects a verifier to go and get it.
+var tokenKeyHeaders = []string{jws.JWKKey, jws.JWKSetURLKey, jws.X509URLKey, jws.X509CertChainKey}
+
+// keyHeader returns the name of the first of tokenKeyHeaders that h carries, or "".
+func keyHeader(h jws.Headers) string {
+	for _, name := range tokenKeyHeaders {
+		if _, ok := h.Get(name); ok {
+			return name
+		}
+	}
+	return ""
 }
 
 // failure says why jws.Verify failed.

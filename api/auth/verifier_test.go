@@ -2,6 +2,12 @@ package auth
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"strings"
 	"testing"
@@ -342,5 +348,52 @@ func TestCloseIsIdempotent(t *testing.T) {
 	// Static keys keep working after Close.
 	if _, err := v.Verify(context.Background(), mintHMAC(t, MintClaims{})); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerifyRefusesKeyHeaders: a token that names or carries its own key (jwk, jku, x5u, x5c)
+// is refused even when its signature verifies with a configured key.
+func TestVerifyRefusesKeyHeaders(t *testing.T) {
+	k := keys(t)
+	v := newVerifier(t, Config{HMACSecret: testSecret, PublicKeyFiles: []string{writeFile(t, pemPublic(t, k.rsa))}})
+	cert, _ := pem.Decode(selfSigned(t, k.rsa))
+	pubJWK, err := privJWK(t, k.rsa, "").PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	headers := map[string]any{
+		"jwk": pubJWK,
+		"jku": "https://attacker.example/jwks.json",
+		"x5u": "https://attacker.example/cert.pem",
+		"x5c": []string{base64.StdEncoding.EncodeToString(cert.Bytes)},
+	}
+	signers := map[string]func([]byte) []byte{"HS256": hs256(testSecret), "RS256": rs256(k.rsa)}
+	claims := map[string]any{"sub": "u", "herald": map[string]any{"subscribe": []string{"*"}}}
+	for name, value := range headers {
+		for alg, sign := range signers {
+			tok := rawToken(t, map[string]any{"alg": alg, name: value}, claims, sign)
+			_, err := v.Verify(context.Background(), tok)
+			if !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), name) {
+				t.Errorf("%s header, %s: error = %v, want an invalid token naming the header", name, alg, err)
+			}
+		}
+	}
+	// The same keys and claims without those headers verify.
+	for alg, sign := range signers {
+		if _, err := v.Verify(context.Background(), rawToken(t, map[string]any{"alg": alg}, claims, sign)); err != nil {
+			t.Fatalf("%s without key headers: %v", alg, err)
+		}
+	}
+}
+
+// rs256 signs with RSASSA-PKCS1-v1_5 SHA-256 under key.
+func rs256(key *rsa.PrivateKey) func([]byte) []byte {
+	return func(input []byte) []byte {
+		sum := sha256.Sum256(input)
+		sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+		if err != nil {
+			panic(err)
+		}
+		return sig
 	}
 }

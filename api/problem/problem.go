@@ -24,6 +24,8 @@ type Details struct {
 	Instance string `json:"instance,omitempty"`
 	// RetryAfter, when set, is sent as the Retry-After header (whole seconds, at least 1).
 	RetryAfter time.Duration `json:"-"`
+	// Challenge, when set, is sent as the WWW-Authenticate header (401 answers).
+	Challenge string `json:"-"`
 }
 
 // New makes a problem with the given status, code and detail.
@@ -41,6 +43,9 @@ func Write(w http.ResponseWriter, d *Details) {
 	h.Set("Cache-Control", "no-store")
 	if d.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
+	}
+	if d.Challenge != "" {
+		h.Set("WWW-Authenticate", d.Challenge)
 	}
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(d.JSON())

@@ -97,7 +97,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	dur(&c.idempotencyWindow, "idempotency-window", "HERALD_IDEMPOTENCY_WINDOW", broker.DefaultIdempotencyWindow, "how long Idempotency-Key values are remembered")
 	num(&c.maxMessageBytes, "max-message-bytes", "HERALD_MAX_MESSAGE_BYTES", 65536, "largest message data accepted (413 past it)")
 	num(&c.maxBatch, "max-batch", "HERALD_MAX_BATCH", api.DefaultMaxBatch, "most messages in one batch publish")
-	list(&c.allowedOrigins, "allowed-origins", "HERALD_ALLOWED_ORIGINS", "browser origins allowed to connect (https://shop.example); repeatable,\nthe variable is comma-separated; none: any origin")
+	list(&c.allowedOrigins, "allowed-origins", "HERALD_ALLOWED_ORIGINS", "browser origins allowed to connect (https://shop.example), with credentials; repeatable,\nthe variable is comma-separated; none: any origin, without credentials")
 	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
 	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
 	num(&c.queueBytes, "queue-bytes", "HERALD_QUEUE_BYTES", 1<<20, "outbound bytes queued for a slow client before it is disconnected (4008);\na resume's replay does not count")
