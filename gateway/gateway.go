@@ -21,6 +21,7 @@ import (
 	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/api/cors"
 	"github.com/herald-gateway/herald/api/problem"
+	"github.com/herald-gateway/herald/gateway/admission"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/metrics"
 	"github.com/herald-gateway/herald/gateway/netpoll"
@@ -59,6 +60,8 @@ type Config struct {
 	BrokerTimeout      time.Duration // per broker call made for a client [5s]
 	ShutdownJitter     time.Duration // spread of reconnect hints on shutdown [5s]
 	Workers            int           // epoll worker goroutines [netpoll default]
+	// Admission limits subscriber connections before they start [nil: no limits].
+	Admission *admission.Controller
 }
 
 func (c *Config) setDefaults() {
@@ -282,6 +285,7 @@ func (g *Gateway) janitor() {
 				g.authDone(ws)
 			}
 			c.proto.cleanup()
+			g.cfg.Admission.Release(c.slot)
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
 			if c.reason != reasonHandedBack { // still open, in net/http's hands
 				g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()

@@ -50,6 +50,11 @@ type pollResponse struct {
 // ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
 // cursor (or a gap to report), or after the timeout with none.
 func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
+	slot, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	defer g.cfg.Admission.Release(slot)
 	req := g.parseStreamRequest(w, r)
 	if req == nil {
 		return

@@ -25,6 +25,11 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	// A refusal before the stream starts must be readable by a page on another origin, so
 	// that a bad token does not look like a network failure to the browser.
 	g.cfg.CORS.SetHeaders(w.Header(), r)
+	slot, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	defer func() { g.cfg.Admission.Release(slot) }() // unless the connection took it (slot = nil)
 	req := g.parseStreamRequest(w, r)
 	if req == nil {
 		return
@@ -57,8 +62,8 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		s.subs = append(s.subs, sub)
 		pages[i] = page
 	}
-	hj, ok := w.(http.Hijacker)
-	if !ok {
+	hj, canHijack := w.(http.Hijacker)
+	if !canHijack {
 		s.cleanup()
 		problem.Write(w, problem.New(http.StatusInternalServerError, "internal", "streaming is not supported by this server"))
 		return
@@ -68,10 +73,12 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		s.cleanup()
 		return
 	}
+	s.slot = slot
 	if !g.adopt(&s.conn, netc, kindSSE, s) {
 		s.cleanup()
 		return
 	}
+	slot = nil // the connection holds it; the janitor releases it
 	s.write(g.sseHeader(r), nil)
 	for i, sub := range s.subs {
 		s.replay(sub, req.sinceOf(i) != nil, pages[i])

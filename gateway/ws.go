@@ -48,6 +48,11 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, unavailable("the gateway is shutting down; reconnect to another node"))
 		return
 	}
+	slot, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	defer func() { g.cfg.Admission.Release(slot) }() // unless the connection took it (slot = nil)
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
 		problem.Write(w, problem.New(http.StatusForbidden, "origin-not-allowed", "origin "+r.Header.Get("Origin")+" is not allowed"))
 		return
@@ -75,9 +80,11 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		buffered = append([]byte(nil), buffered...)
 	}
 	s := &wsSession{}
+	s.slot = slot
 	if !g.adopt(&s.conn, netc, kindWS, s) {
 		return
 	}
+	slot = nil // the connection holds it; the janitor releases it
 	if claims != nil {
 		s.subMu.Lock()
 		s.setClaims(claims)
