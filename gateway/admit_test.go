@@ -15,7 +15,12 @@ import (
 // answers or whose client leaves), its slot comes back exactly once, so the count returns to
 // zero and never goes below it.
 func TestAdmissionSlotReleasedOnEveryPath(t *testing.T) {
-	ctl := admission.New(admission.Config{MaxConnections: 1})
+	t.Run("node", func(t *testing.T) { testSlotReleased(t, admission.Config{MaxConnections: 1}) })
+	t.Run("address", func(t *testing.T) { testSlotReleased(t, admission.Config{MaxConnections: 1, MaxPerAddr: 1}) })
+}
+
+func testSlotReleased(t *testing.T, cfg admission.Config) {
+	ctl := admission.New(cfg)
 	e := newEnv(t, withConfig(func(c *Config) { c.Admission = ctl }))
 	sub := e.token([]string{"a"}, nil, time.Hour)
 	settled := func(what string) {
@@ -54,7 +59,11 @@ func TestAdmissionSlotReleasedOnEveryPath(t *testing.T) {
 	ws := e.dialWS(bearer(sub))
 	ws.expect("connected")
 	// The node is full: the next one is refused, and that refusal holds nothing.
-	request("/v1/sse?channel=a", bearer(sub), http.StatusServiceUnavailable)
+	full := http.StatusServiceUnavailable
+	if cfg.MaxPerAddr > 0 {
+		full = http.StatusTooManyRequests // all from 127.0.0.1: its share is spent first
+	}
+	request("/v1/sse?channel=a", bearer(sub), full)
 	if ctl.Connections() != 1 {
 		t.Fatalf("%d slots held with one WebSocket open", ctl.Connections())
 	}
@@ -83,4 +92,9 @@ func TestAdmissionSlotReleasedOnEveryPath(t *testing.T) {
 	cancel() // the client closes the connection
 	<-done
 	settled("the poll's client leaving")
+	e.gw.admitted.mu.Lock()
+	defer e.gw.admitted.mu.Unlock()
+	if n := len(e.gw.admitted.slots); n != 0 {
+		t.Fatalf("%d connections still recorded as holding a slot", n)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/herald-gateway/herald/gateway/admission"
 	"github.com/herald-gateway/herald/gateway/netpoll"
 	"golang.org/x/sys/unix"
 )
@@ -39,9 +38,6 @@ type conn struct {
 	proto protocol
 	id    uint64
 	desc  netpoll.Desc // set by start, cleared by Unregister; under wmu
-	// slot is the admission slot the connection holds (nil: none, as for adopted HTTP
-	// connections); set before adopt, released once by the janitor.
-	slot *admission.Slot
 
 	// The small fields are packed into whole words, so some sit apart from their group; each
 	// comment says what guards it.

@@ -126,6 +126,7 @@ type Gateway struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 	polls       sync.WaitGroup
+	admitted    admittedConns // see admit.go
 }
 
 // New creates a gateway. It serves nothing until Start.
@@ -285,7 +286,7 @@ func (g *Gateway) janitor() {
 				g.authDone(ws)
 			}
 			c.proto.cleanup()
-			g.cfg.Admission.Release(c.slot)
+			g.releaseAdmitted(c)
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
 			if c.reason != reasonHandedBack { // still open, in net/http's hands
 				g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()

@@ -73,8 +73,9 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		s.cleanup()
 		return
 	}
-	s.slot = slot
+	g.holdAdmitted(&s.conn, slot)
 	if !g.adopt(&s.conn, netc, kindSSE, s) {
+		g.unholdAdmitted(&s.conn)
 		s.cleanup()
 		return
 	}

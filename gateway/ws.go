@@ -80,8 +80,9 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		buffered = append([]byte(nil), buffered...)
 	}
 	s := &wsSession{}
-	s.slot = slot
+	g.holdAdmitted(&s.conn, slot)
 	if !g.adopt(&s.conn, netc, kindWS, s) {
+		g.unholdAdmitted(&s.conn)
 		return
 	}
 	slot = nil // the connection holds it; the janitor releases it

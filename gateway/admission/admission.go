@@ -83,6 +83,19 @@ type Slot struct {
 // nodeSlot is the Slot of every connection when addresses are not counted.
 var nodeSlot = &Slot{}
 
+// ByAddress reports whether s counts toward an address's share. Slots that do not are all the
+// same: a holder may forget it and release NodeSlot instead.
+func (s *Slot) ByAddress() bool { return s != nil && s != nodeSlot }
+
+// NodeSlot is the slot Admit returns when addresses are not counted (nil: a nil Controller,
+// which admits everything and holds nothing).
+func (c *Controller) NodeSlot() *Slot {
+	if c == nil {
+		return nil
+	}
+	return nodeSlot
+}
+
 // New makes a Controller.
 func New(cfg Config) *Controller {
 	if cfg.Now == nil {
