@@ -139,20 +139,24 @@ func parseForwardedHop(s string) (netip.Addr, bool) {
 }
 
 // parseNode reads "ip", "ip:port", "[ipv6]" or "[ipv6]:port". Zones are refused: they mean
-// nothing off the proxy's host.
+// nothing off the proxy's host. It tries the one form the text can be, so that the usual
+// entries parse without a failed attempt (whose error would be an allocation).
 func parseNode(s string) (netip.Addr, bool) {
-	var a netip.Addr
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		a = ap.Addr()
-	} else if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+	var (
+		a   netip.Addr
+		err error
+	)
+	switch {
+	case strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]"):
 		a, err = netip.ParseAddr(s[1 : len(s)-1])
-		if err != nil {
-			return netip.Addr{}, false
-		}
-	} else if a, err = netip.ParseAddr(s); err != nil {
-		return netip.Addr{}, false
+	case strings.HasPrefix(s, "["), strings.Count(s, ":") == 1:
+		var ap netip.AddrPort
+		ap, err = netip.ParseAddrPort(s)
+		a = ap.Addr()
+	default:
+		a, err = netip.ParseAddr(s)
 	}
-	if a.Zone() != "" {
+	if err != nil || a.Zone() != "" {
 		return netip.Addr{}, false
 	}
 	return a.Unmap(), true

@@ -137,3 +137,19 @@ func value(m prometheus.Metric) float64 {
 	}
 	return d.Counter.GetValue()
 }
+
+// BenchmarkAdmit is a connect's admission and its release with every limit on, from a
+// trusted proxy: the cost each new subscriber pays.
+func BenchmarkAdmit(b *testing.B) {
+	b.ReportAllocs()
+	c := New(Config{MaxConnections: 1 << 20, MaxPerAddr: 1 << 20, RatePerAddr: 1e9,
+		TrustedProxies: mustPrefixes(b, "10.0.0.0/8")})
+	r := &http.Request{RemoteAddr: "10.1.2.3:4567", Header: http.Header{"X-Forwarded-For": {"198.51.100.7, 10.9.9.9"}}}
+	for b.Loop() {
+		s, p := c.Admit(r)
+		if p != nil {
+			b.Fatal(p)
+		}
+		c.Release(s)
+	}
+}
