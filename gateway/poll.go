@@ -50,8 +50,8 @@ type pollResponse struct {
 // ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
 // cursor (or a gap to report), or after the timeout with none.
 func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
-	slot, ok := g.admit(w, r)
-	if !ok {
+	slot, admitted := g.admit(w, r)
+	if !admitted {
 		return
 	}
 	defer g.cfg.Admission.Release(slot)

@@ -25,8 +25,8 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	// A refusal before the stream starts must be readable by a page on another origin, so
 	// that a bad token does not look like a network failure to the browser.
 	g.cfg.CORS.SetHeaders(w.Header(), r)
-	slot, ok := g.admit(w, r)
-	if !ok {
+	slot, admitted := g.admit(w, r)
+	if !admitted {
 		return
 	}
 	defer func() { g.cfg.Admission.Release(slot) }() // unless the connection took it (slot = nil)
@@ -62,8 +62,8 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		s.subs = append(s.subs, sub)
 		pages[i] = page
 	}
-	hj, canHijack := w.(http.Hijacker)
-	if !canHijack {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
 		s.cleanup()
 		problem.Write(w, problem.New(http.StatusInternalServerError, "internal", "streaming is not supported by this server"))
 		return

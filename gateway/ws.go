@@ -48,8 +48,8 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, unavailable("the gateway is shutting down; reconnect to another node"))
 		return
 	}
-	slot, ok := g.admit(w, r)
-	if !ok {
+	slot, admitted := g.admit(w, r)
+	if !admitted {
 		return
 	}
 	defer func() { g.cfg.Admission.Release(slot) }() // unless the connection took it (slot = nil)
