@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/api/cors"
+	"github.com/herald-gateway/herald/gateway/admission"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/metrics"
 	"github.com/herald-gateway/herald/gateway/netpoll"
@@ -57,6 +58,8 @@ type Config struct {
 	BrokerTimeout      time.Duration // per broker call made for a client [5s]
 	ShutdownJitter     time.Duration // spread of reconnect hints on shutdown [5s]
 	Workers            int           // epoll worker goroutines [netpoll default]
+	// Admission limits subscriber connections before they start [nil: no limits].
+	Admission *admission.Controller
 }
 
 func (c *Config) setDefaults() {
@@ -121,6 +124,7 @@ type Gateway struct {
 	janitorStop chan struct{}
 	janitorDone chan struct{}
 	polls       sync.WaitGroup
+	admitted    admittedConns // see admit.go
 }
 
 // New creates a gateway. It serves nothing until Start.
@@ -297,6 +301,7 @@ func (g *Gateway) janitor() {
 				g.authDone(ws)
 			}
 			c.proto.cleanup()
+			g.releaseAdmitted(c)
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
 			if c.reason != reasonHandedBack { // still open, in net/http's hands
 				g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()

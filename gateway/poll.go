@@ -80,6 +80,11 @@ type pollGap struct {
 // ServePoll serves GET /v1/poll: it answers as soon as any channel has messages after the
 // cursor (or a gap to report), or after the timeout with none.
 func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
+	slot, admitted := g.admit(w, r)
+	if !admitted {
+		return
+	}
+	defer g.cfg.Admission.Release(slot)
 	req := g.parseStreamRequest(w, r, kindPoll)
 	if req == nil {
 		return

@@ -25,6 +25,11 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	// A refusal before the stream starts must be readable by a page on another origin, so
 	// that a bad token does not look like a network failure to the browser.
 	g.cfg.CORS.SetHeaders(w.Header(), r)
+	slot, admitted := g.admit(w, r)
+	if !admitted {
+		return
+	}
+	defer func() { g.cfg.Admission.Release(slot) }() // unless the connection took it (slot = nil)
 	req := g.parseStreamRequest(w, r, kindSSE)
 	if req == nil {
 		return
@@ -73,11 +78,14 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		release()
 		return
 	}
+	g.holdAdmitted(&s.conn, slot)
 	if !g.adopt(&s.conn, netc, kindSSE, s) {
+		g.unholdAdmitted(&s.conn)
 		release()
 		g.refuseSSE(netc, r)
 		return
 	}
+	slot = nil // the connection holds it; the janitor releases it
 	s.write(g.sseHeader(r), nil)
 	for i, sub := range s.subs {
 		s.replay(sub, req.sinceOf(i) != nil, pages[i])

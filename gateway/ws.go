@@ -50,6 +50,11 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, problem.ShuttingDown())
 		return
 	}
+	slot, admitted := g.admit(w, r)
+	if !admitted {
+		return
+	}
+	defer func() { g.cfg.Admission.Release(slot) }() // unless the connection took it (slot = nil)
 	if !g.cfg.CORS.Allowed(r.Header.Get("Origin")) {
 		problem.Write(w, problem.OriginNotAllowed())
 		return
@@ -79,10 +84,13 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		buffered = append([]byte(nil), buffered...)
 	}
 	s := &wsSession{}
+	g.holdAdmitted(&s.conn, slot)
 	if !g.adopt(&s.conn, netc, kindWS, s) {
+		g.unholdAdmitted(&s.conn)
 		refuseWebSocket(netc)
 		return
 	}
+	slot = nil // the connection holds it; the janitor releases it
 	if claims != nil {
 		s.subMu.Lock()
 		s.setClaims(claims)

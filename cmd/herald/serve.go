@@ -23,6 +23,7 @@ import (
 	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/api/cors"
 	"github.com/herald-gateway/herald/gateway"
+	"github.com/herald-gateway/herald/gateway/admission"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/broker/memory"
 	"github.com/herald-gateway/herald/gateway/broker/valkey"
@@ -58,6 +59,7 @@ type serveConfig struct {
 	shutdownTimeout   time.Duration
 	logLevel          string
 	logFormat         string
+	admission         admissionConfig
 }
 
 func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
@@ -105,6 +107,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	num(&c.fanOutBacklog, "fanout-backlog", "HERALD_FANOUT_BACKLOG", 1_000_000, "deliveries (messages x local subscribers) queued for fan-out before publishes wait;\na larger backlog batches more messages per write at saturation, and adds latency")
 	dur(&c.heartbeat, "heartbeat", "HERALD_HEARTBEAT", 15*time.Second, "interval of WebSocket pings and SSE keep-alive comments")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 10*time.Second, "time given to clients to drain on SIGTERM")
+	admissionFlags(fs, &c.admission)
 	str(&c.logLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.logFormat, "log-format", "HERALD_LOG_FORMAT", "text", "text or json")
 	str(&c.gcPercent, "gc-percent", "GOGC", strconv.Itoa(defaultGCPercent), "heap growth over the live heap, in percent, before the Go garbage collector runs; off:\n"+
@@ -154,11 +157,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
+	admit, admitMetrics, err := c.admission.controller(reg)
+	if err != nil {
+		return err
+	}
 
 	gw, err := gateway.New(gateway.Config{
 		Auth: verifier, Metrics: m, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 		MaxChannelsPerConn: c.maxChannels, ReplayCap: c.replayCap, MaxMessageBytes: c.maxMessageBytes,
 		QueueBytes: c.queueBytes, ReplayQueueBytes: c.replayQueueBytes, FanOutBacklog: c.fanOutBacklog, Heartbeat: c.heartbeat,
+		Admission: admit,
 	})
 	if err != nil {
 		return err
@@ -181,7 +189,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	// The listener is bound: say so (and print the development banner) before the first
 	// request can be answered, so that whoever waits for readiness finds the banner written.
 	log.Info("herald is serving", "listen", ln.Addr().String(), "broker", brokerName, "version", version)
@@ -191,7 +199,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	served := make(chan error, 1)
 	// Through the gateway's listener, keep-alive publisher connections can move to the epoll
 	// core and back (see gateway.Gateway.Listener).
-	go func() { served <- srv.Serve(gw.Listener(ln)) }()
+	// Beneath it, the admission listener backs off when the process is out of descriptors.
+	go func() { served <- srv.Serve(gw.Listener(admission.Listener(ln, log, admitMetrics))) }()
 	if c.debugListen != "" {
 		stopDebug := serveDebug(c.debugListen, log)
 		defer stopDebug()
