@@ -27,8 +27,7 @@ type admittedConns struct {
 // admit asks Config.Admission for a slot for a new WebSocket, SSE or long-poll connection, before
 // anything else is spent on it. When refused it answers the problem (503 or 429, with
 // Retry-After) and returns false. An admitted slot must be released exactly once: by the
-// janitor once a connection holds it (holdAdmitted, then a successful adopt), else by the
-// handler that admitted it.
+// janitor once a connection holds it (a successful adopt), else by the handler that admitted it.
 func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (*admission.Slot, bool) {
 	slot, refusal := g.cfg.Admission.Admit(r)
 	if refusal != nil {
@@ -39,8 +38,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request) (*admission.Slot
 	return slot, true
 }
 
-// holdAdmitted records that c holds slot. Call it before adopt: once adopted, c may be retired
-// at any moment. When adopt fails, call unholdAdmitted and release the slot.
+// holdAdmitted records that c holds slot; adopt calls it before c can be retired.
 func (g *Gateway) holdAdmitted(c *conn, slot *admission.Slot) {
 	if !slot.ByAddress() {
 		return
@@ -53,9 +51,6 @@ func (g *Gateway) holdAdmitted(c *conn, slot *admission.Slot) {
 	a.slots[c] = slot
 	a.mu.Unlock()
 }
-
-// unholdAdmitted forgets what holdAdmitted recorded for c.
-func (g *Gateway) unholdAdmitted(c *conn) { g.takeAdmitted(c) }
 
 // releaseAdmitted gives back the slot of a WebSocket or SSE connection; the janitor calls it
 // once per retired connection.

@@ -46,7 +46,7 @@ func benchFanOut(b *testing.B, n, batch int) {
 		server, client := socketPair(b)
 		peers = append(peers, client)
 		s := &wsSession{}
-		if !g.adopt(&s.conn, server, kindWS, s) {
+		if !g.adopt(&s.conn, server, kindWS, s, nil) {
 			b.Fatal("adopt failed")
 		}
 		sub, err := g.hub.subscribe(context.Background(), "bench", s, kindWS)

@@ -181,8 +181,9 @@ func (g *Gateway) Connections() int { return g.wheel.len() }
 // the epoll core can drive, or the process has no descriptor left for the duplicate (EMFILE at
 // the descriptor limit). Then nothing of c is set or counted and netc is still open and the
 // caller's: it answers the client its own way (see refuseSSE, refuseWebSocket, AdoptHTTP) and
-// closes it.
-func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol) bool {
+// closes it, and slot is still the caller's to release. On success c holds slot (nil for a
+// connection that was not admitted), which the janitor releases when c is retired.
+func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol, slot *admission.Slot) bool {
 	fd, err := detach(netc)
 	if err != nil {
 		if errors.Is(err, errNotSocket) {
@@ -193,6 +194,7 @@ func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol) b
 		return false
 	}
 	c.gw, c.fd, c.kind, c.proto = g, int32(fd), kind, proto
+	g.holdAdmitted(c, slot) // before the wheel has it: from then on c may be retired at any moment
 	c.id = g.nextID.Add(1)
 	c.lastSeen.Store(g.wheel.now())
 	g.wheel.add(c)

@@ -94,7 +94,7 @@ func (g *Gateway) AdoptHTTP(w http.ResponseWriter, answer []byte, h http1.Handle
 		return true
 	}
 	s := &httpSession{h: h}
-	if !g.adopt(&s.conn, netc, kindHTTP, s) {
+	if !g.adopt(&s.conn, netc, kindHTTP, s, nil) {
 		// net/http can go on serving it (it needs no second descriptor).
 		l.give(netc)
 		return true

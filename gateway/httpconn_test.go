@@ -21,7 +21,7 @@ func TestAdoptedHTTPConnectionClosedWhenIdle(t *testing.T) {
 	server, client := socketPair(t)
 	defer client.Close()
 	s := &httpSession{h: declineAll{}}
-	if !g.adopt(&s.conn, server, kindHTTP, s) {
+	if !g.adopt(&s.conn, server, kindHTTP, s, nil) {
 		t.Fatal("adopt failed")
 	}
 	g.start(&s.conn)
@@ -60,7 +60,7 @@ func TestAdoptedHTTPConnectionSeesRequestAndEndTogether(t *testing.T) {
 	client.(*net.TCPConn).CloseWrite()
 	time.Sleep(50 * time.Millisecond) // both are in the server's socket before it is registered
 	s := &httpSession{h: answerAll{}}
-	if !g.adopt(&s.conn, server, kindHTTP, s) {
+	if !g.adopt(&s.conn, server, kindHTTP, s, nil) {
 		t.Fatal("adopt failed")
 	}
 	g.start(&s.conn)

@@ -103,7 +103,7 @@ func TestCloseWhileTheHandlerReads(t *testing.T) {
 	server, client := tcpConnPair(t)
 	p := &blockingProto{entered: make(chan struct{}), release: make(chan struct{})}
 	c := &conn{}
-	if !e.gw.adopt(c, server, kindWS, p) {
+	if !e.gw.adopt(c, server, kindWS, p, nil) {
 		t.Fatal("adopt refused a TCP connection")
 	}
 	e.gw.start(c)

@@ -78,9 +78,7 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		release()
 		return
 	}
-	g.holdAdmitted(&s.conn, slot)
-	if !g.adopt(&s.conn, netc, kindSSE, s) {
-		g.unholdAdmitted(&s.conn)
+	if !g.adopt(&s.conn, netc, kindSSE, s, slot) {
 		release()
 		g.refuseSSE(netc, r)
 		return

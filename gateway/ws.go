@@ -84,9 +84,7 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		buffered = append([]byte(nil), buffered...)
 	}
 	s := &wsSession{}
-	g.holdAdmitted(&s.conn, slot)
-	if !g.adopt(&s.conn, netc, kindWS, s) {
-		g.unholdAdmitted(&s.conn)
+	if !g.adopt(&s.conn, netc, kindWS, s, slot) {
 		refuseWebSocket(netc)
 		return
 	}
