@@ -524,23 +524,26 @@ func (h *Hub) goLive(sub *subscription, through broker.ID) error {
 	return nil
 }
 
-// remove takes sub out of its channel and releases the channel.
+// remove takes sub out of its channel and releases the channel. Removing a subscription that was
+// removed already does nothing: the counts and the channel's reference are given back once.
 func (h *Hub) remove(sub *subscription) {
 	cs := sub.ch
 	cs.mu.Lock()
 	last := len(cs.subs) - 1
-	if sub.index <= last && cs.subs[sub.index] == sub {
-		moved := cs.subs[last]
-		cs.subs[sub.index] = moved
-		moved.index = sub.index
-		cs.subs[last] = nil
-		cs.subs = cs.subs[:last]
-		switch sub.kind {
-		case kindWS:
-			cs.nWS--
-		case kindSSE:
-			cs.nSSE--
-		}
+	if sub.index > last || cs.subs[sub.index] != sub {
+		cs.mu.Unlock()
+		return
+	}
+	moved := cs.subs[last]
+	cs.subs[sub.index] = moved
+	moved.index = sub.index
+	cs.subs[last] = nil
+	cs.subs = cs.subs[:last]
+	switch sub.kind {
+	case kindWS:
+		cs.nWS--
+	case kindSSE:
+		cs.nSSE--
 	}
 	if cap(cs.subs) > 64 && len(cs.subs) < cap(cs.subs)/4 {
 		cs.subs = append([]*subscription(nil), cs.subs...)
