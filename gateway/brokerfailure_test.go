@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/broker/memory"
-	"github.com/herald-gateway/herald/gateway/metrics"
 )
 
 // historyFailing is a memory broker whose History fails with err: what a Valkey script error
@@ -31,37 +28,8 @@ func (b historyFailing) History(context.Context, string, broker.HistoryQuery) (b
 // newFailingEnv is newEnv with a broker whose History fails with err.
 func newFailingEnv(t *testing.T, err error) *testEnv {
 	t.Helper()
-	secret := []byte("test-secret-that-is-long-enough-for-hs256!")
-	verifier, verr := auth.New(context.Background(), auth.Config{HMACSecret: secret})
-	if verr != nil {
-		t.Fatal(verr)
-	}
-	m := metrics.New(nil)
-	gw, gerr := New(Config{Auth: verifier, Metrics: m, BrokerTimeout: 2 * time.Second})
-	if gerr != nil {
-		t.Fatal(gerr)
-	}
-	b := memory.New(memory.Options{Handler: gw})
-	gw.Start(historyFailing{Broker: b, err: err})
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/ws", gw.ServeWebSocket)
-	mux.HandleFunc("GET /v1/sse", gw.ServeSSE)
-	mux.HandleFunc("GET /v1/poll", gw.ServePoll)
-	ln, lerr := net.Listen("tcp", "127.0.0.1:0")
-	if lerr != nil {
-		t.Fatal(lerr)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		gw.Shutdown(ctx)
-		b.Close()
-		verifier.Close()
-	})
-	return &testEnv{t: t, gw: gw, broker: b, metrics: m, addr: ln.Addr().String(), secret: secret, srv: srv}
+	return newEnv(t, withConfig(func(c *Config) { c.BrokerTimeout = 2 * time.Second }),
+		withBroker(func(b *memory.Broker) broker.Broker { return historyFailing{Broker: b, err: err} }))
 }
 
 // TestBrokerFailureTextStaysInTheLog: when the broker fails a subscribe, SSE, long-poll and

@@ -35,7 +35,14 @@ type testEnv struct {
 	srv     *http.Server
 }
 
-type envOption func(*Config, *memory.Options)
+// envSetup is what the options of newEnv may change before the gateway starts.
+type envSetup struct {
+	cfg  Config
+	mem  memory.Options
+	wrap func(*memory.Broker) broker.Broker // the broker the gateway is started with [the memory broker]
+}
+
+type envOption func(*envSetup)
 
 func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
@@ -45,18 +52,21 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 		t.Fatal(err)
 	}
 	m := metrics.New(nil)
-	cfg := Config{Auth: verifier, Metrics: m}
-	mopts := memory.Options{}
+	setup := envSetup{cfg: Config{Auth: verifier, Metrics: m}}
 	for _, o := range opts {
-		o(&cfg, &mopts)
+		o(&setup)
 	}
-	gw, err := New(cfg)
+	gw, err := New(setup.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mopts.Handler = gw
-	b := memory.New(mopts)
-	gw.Start(b)
+	setup.mem.Handler = gw
+	b := memory.New(setup.mem)
+	if setup.wrap != nil {
+		gw.Start(setup.wrap(b))
+	} else {
+		gw.Start(b)
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ws", gw.ServeWebSocket)
@@ -80,12 +90,18 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	return e
 }
 
-func withConfig(f func(*Config)) envOption { return func(c *Config, _ *memory.Options) { f(c) } }
+func withConfig(f func(*Config)) envOption { return func(s *envSetup) { f(&s.cfg) } }
 
 func withRetention(size int, ttl time.Duration) envOption {
-	return func(_ *Config, m *memory.Options) {
-		m.Retention = broker.RetentionPolicy{Default: broker.Retention{Size: size, TTL: ttl}}
+	return func(s *envSetup) {
+		s.mem.Retention = broker.RetentionPolicy{Default: broker.Retention{Size: size, TTL: ttl}}
 	}
+}
+
+// withBroker starts the gateway with wrap's broker around the memory broker (which the test
+// env still holds as e.broker).
+func withBroker(wrap func(*memory.Broker) broker.Broker) envOption {
+	return func(s *envSetup) { s.wrap = wrap }
 }
 
 // token mints a token allowing the given subscribe patterns (and publish ones).
