@@ -304,3 +304,45 @@ func TestSSERefusalIsReadableCrossOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestFloodStillSendingAfterTheCloseReads4029: a client that floods frame by frame and goes on
+// writing after herald closed it still reads its 4029. Bytes reaching a closed socket make the
+// kernel answer with a reset that destroys the unread close frame; herald lingers instead (shut
+// down for writing, input dropped, closed a moment later), so the close frame arrives.
+func TestFloodStillSendingAfterTheCloseReads4029(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.FrameRateLimit = 20 }))
+	check := bystander(t, e)
+	c := e.dialWS(bearer(e.token([]string{"*"}, nil, time.Hour)))
+	c.expect("connected")
+	frame, _ := wsTextFrame(`{"type":"ping"}`)
+	// Well past the limit, each frame its own write, with a pause that lets the server read
+	// (and, past the limit, close) between them: most of these arrive after the close.
+	for range 400 {
+		if _, err := c.conn.Write(frame); err != nil {
+			break // the end of the stream reached us: stop writing, as a client would
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	for {
+		m, err := c.read(5 * time.Second)
+		if err != nil {
+			if ce, ok := err.(*closeErr); !ok || ce.code != 4029 {
+				t.Fatalf("ended with %v, want close 4029", err)
+			}
+			break
+		}
+		if m["type"] != "pong" {
+			t.Fatalf("got %v, want pongs, then close 4029", m)
+		}
+	}
+	// A client that has not noticed the close yet goes on writing for a moment: it must not be
+	// answered with a reset (which some clients, Node's among them, report as a dropped
+	// connection, 1006, before they read the close frame they hold).
+	for i := range 5 {
+		if _, err := c.conn.Write(frame); err != nil {
+			t.Fatalf("write %d after the close: %v; want the socket to linger, not reset", i, err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	check()
+}

@@ -51,8 +51,8 @@ type conn struct {
 	evMu      sync.Mutex
 	pendingEv netpoll.Event
 	busy      bool
-	closeFD   bool // closed while busy: the handler closes fd when it finishes
-	fdClosed  bool // fd is closed: late events are ignored
+	closeFD   fdEnd // closed while busy: how the handler ends fd when it finishes
+	fdClosed  bool  // fd is closed: late events are ignored
 	// midFrame (under wmu): the socket took only part of the buffer at the head of the queue,
 	// so the client has the start of a frame (or SSE event) whose end is still queued. A close
 	// frame written now would land in the middle of it.
@@ -131,9 +131,9 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 		c.evMu.Lock()
 		if c.pendingEv == 0 || c.fdClosed {
 			c.busy = false
-			if c.closeFD {
-				c.closeFD, c.fdClosed = false, true
-				_ = unix.Close(int(c.fd))
+			if c.closeFD != keepFD {
+				c.endFD(c.closeFD)
+				c.closeFD, c.fdClosed = keepFD, true
 			}
 			c.evMu.Unlock()
 			break
@@ -433,9 +433,14 @@ func (c *conn) closeLocked(cause closeCause) {
 	if c.reason == 0 {
 		c.reason = reasonOf(cause.metric)
 	}
+	end := closeFD
 	if !c.closeAfter && cause.metric != "" && !c.midFrame {
 		if f := c.proto.closeFrame(cause); len(f) > 0 && len(c.queue) == 0 {
-			_, _ = c.writeNow(f) // best effort: a full socket buffer loses it
+			// Best effort: a full socket buffer loses it. Written whole, it is worth keeping
+			// the socket open a moment so that the client reads it (see linger.go).
+			if n, err := c.writeNow(f); err == nil && n == len(f) {
+				end = lingerFD
+			}
 		}
 	}
 	// Closing a socket with unread input makes the kernel answer with a reset, which can
@@ -444,25 +449,48 @@ func (c *conn) closeLocked(cause closeCause) {
 	discardInput(int(c.fd))
 	c.closed = true
 	c.dropQueue()
-	c.releaseFD()
+	c.releaseFD(end)
 	c.gw.retire(c)
 }
 
-// releaseFD takes the socket out of epoll and closes it, or, when the event handler is using it,
-// shuts it down (the client sees the end at once and the handler's next read returns EOF) and
-// leaves the close to the handler. wmu must be held and closed just set: no write and no
-// epoll_ctl uses fd any more.
-func (c *conn) releaseFD() {
+// fdEnd is how a connection's descriptor ends once nothing uses it.
+type fdEnd uint8
+
+const (
+	keepFD   fdEnd = iota // not ended (yet)
+	closeFD               // closed at once
+	lingerFD              // handed to the lingerer: a close frame went out and should be read
+)
+
+// endFD ends the descriptor as end says. Nothing else may use it afterwards.
+func (c *conn) endFD(end fdEnd) {
+	if end == lingerFD {
+		c.gw.lingers.add(int(c.fd), c.gw.wheel.now())
+		return
+	}
+	_ = unix.Close(int(c.fd))
+}
+
+// releaseFD takes the socket out of epoll and ends it as end says (see endFD), or, when the
+// event handler is using it, leaves that to the handler when it finishes: a socket to close is
+// shut down meanwhile (the client sees the end at once and the handler's next read returns EOF),
+// one to linger only for writing (the lingerer does that too). wmu must be held and closed just
+// set: no write and no epoll_ctl uses fd any more.
+func (c *conn) releaseFD(end fdEnd) {
 	c.desc.Unregister()
 	c.evMu.Lock()
 	defer c.evMu.Unlock()
 	if c.busy {
-		_ = unix.Shutdown(int(c.fd), unix.SHUT_RDWR)
-		c.closeFD = true
+		how := unix.SHUT_RDWR
+		if end == lingerFD {
+			how = unix.SHUT_WR
+		}
+		_ = unix.Shutdown(int(c.fd), how)
+		c.closeFD = end
 		return
 	}
 	c.fdClosed = true
-	_ = unix.Close(int(c.fd))
+	c.endFD(end)
 }
 
 // discardInput reads and drops what the socket holds, up to a bound, without blocking.

@@ -125,6 +125,7 @@ type Gateway struct {
 	janitorDone chan struct{}
 	polls       sync.WaitGroup
 	admitted    admittedConns // see admit.go
+	lingers     lingerer      // sockets closed with a close frame, kept a moment (linger.go)
 }
 
 // New creates a gateway. It serves nothing until Start.
@@ -146,7 +147,7 @@ func New(cfg Config) (*Gateway, error) {
 		janitorStop: make(chan struct{}),
 		janitorDone: make(chan struct{}),
 	}
-	g.wheel = newWheel(cfg.Heartbeat, cfg.Tick, g.checkAuthDeadlines)
+	g.wheel = newWheel(cfg.Heartbeat, cfg.Tick, g.onTick)
 	go g.janitor()
 	return g, nil
 }
@@ -327,6 +328,12 @@ func (g *Gateway) authDone(s *wsSession) {
 	g.authMu.Unlock()
 }
 
+// onTick runs on every tick of the heartbeat wheel.
+func (g *Gateway) onTick(now int64) {
+	g.checkAuthDeadlines(now)
+	g.lingers.closeDue(now)
+}
+
 func (g *Gateway) checkAuthDeadlines(now int64) {
 	var late []*wsSession
 	g.authMu.Lock()
@@ -428,6 +435,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.wheel.close()
 	close(g.janitorStop)
 	<-g.janitorDone
+	g.lingers.closeDue(-1)
 	g.hub.close()
 	return g.poller.Close()
 }

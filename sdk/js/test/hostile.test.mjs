@@ -159,6 +159,19 @@ test('a flood of WebSocket pings counts toward the frame limit', { timeout: 10_0
   assert.equal(st.closed.code, 4029);
 });
 
+test('a flood sent frame by frame, still sending after the close, reads 4029', { timeout: 10_000 }, async () => {
+  // Each frame is its own write, and the client goes on writing after herald closed: herald
+  // lingers (shut down for writing, input dropped) so the close frame is not destroyed by a reset.
+  const st = openWS();
+  await st.open;
+  for (let i = 0; i < 500 && !st.closed; i++) {
+    st.ws.ping();
+    await new Promise((r) => setImmediate(r));
+  }
+  await waitFor(() => st.closed, 5_000, 'the close');
+  assert.equal(st.closed.code, 4029);
+});
+
 test('a flood of forbidden subscribes counts toward the frame limit', { timeout: 10_000 }, async () => {
   const st = openWS(mintToken({ subscribe: ['allowed:*'] }));
   await st.open;
