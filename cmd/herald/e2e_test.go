@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,9 +52,8 @@ type server struct {
 	base   string // http://127.0.0.1:port
 	sub    string // dev subscriber token
 	pub    string // dev publisher token
-	mu     sync.Mutex
-	stdout bytes.Buffer
-	stderr bytes.Buffer
+	stdout lockedBuffer
+	stderr lockedBuffer
 	exited chan error
 }
 
@@ -66,18 +66,27 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startServer runs herald serve on addr with args and waits until it is ready.
 func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
+	return startServerUnder(t, nil, addr, args...)
+}
+
+// startServerUnder is startServer with the binary run under prefix, a command and its
+// arguments (prlimit with a descriptor limit, say); nil runs it directly.
+func startServerUnder(t *testing.T, prefix []string, addr string, args ...string) *server {
+	t.Helper()
 	s := &server{t: t, base: "http://" + addr, exited: make(chan error, 1)}
-	s.cmd = exec.Command(heraldBin, append([]string{"serve", "--listen", addr}, args...)...)
+	argv := append(append(slices.Clone(prefix), heraldBin, "serve", "--listen", addr), args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Env = cleanEnv()
 	stdout, _ := s.cmd.StdoutPipe()
-	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	s.cmd.Stderr = &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		io.Copy(&lockedWriter{mu: &s.mu, w: &s.stdout}, stdout)
+		io.Copy(&s.stdout, stdout)
 		s.exited <- s.cmd.Wait()
 	}()
 	t.Cleanup(func() {
@@ -99,9 +108,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		waitUntil(t, 5*time.Second, func() bool { return strings.Contains(s.banner(), "PUB=") },
 			"the development banner (stdout: %s)", s.banner)
 	}
-	s.mu.Lock()
-	out := s.stdout.String()
-	s.mu.Unlock()
+	out := s.banner()
 	if m := regexp.MustCompile(`SUB=(\S+)`).FindStringSubmatch(out); m != nil {
 		s.sub = m[1]
 	}
@@ -122,17 +129,11 @@ func devModeArgs(args []string) bool {
 	return true
 }
 
-func (s *server) logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stderr.String()
-}
+// logs is what herald wrote to stderr so far.
+func (s *server) logs() string { return s.stderr.String() }
 
-func (s *server) banner() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stdout.String()
-}
+// banner is what herald wrote to stdout so far.
+func (s *server) banner() string { return s.stdout.String() }
 
 // cleanEnv keeps the environment but drops HERALD_* variables a developer may have set.
 func cleanEnv() []string {
@@ -145,15 +146,22 @@ func cleanEnv() []string {
 	return env
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
+// lockedBuffer is a buffer a process writes to while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
