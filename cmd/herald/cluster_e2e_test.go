@@ -43,8 +43,7 @@ func startNode(t *testing.T, valkeyURL string, args ...string) *server {
 
 // wsSub is a WebSocket subscriber that records every message it receives.
 type wsSub struct {
-	conn net.Conn
-	rw   io.ReadWriter
+	c    *wsClient
 	mu   sync.Mutex
 	ids  []string
 	data []string
@@ -52,37 +51,21 @@ type wsSub struct {
 	done chan struct{}
 }
 
+// subscribeWS subscribes a client of s to channel (since "" for live only; otherwise the
+// subscription must be recovered) and records what it receives until the test ends.
 func (s *server) subscribeWS(t *testing.T, channel, since string) *wsSub {
 	t.Helper()
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &wsSub{conn: conn, done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = br
-	}
-	w.rw = struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
-	frame := map[string]any{"type": "subscribe", "id": 1, "channel": channel}
-	if since != "" {
-		frame["since"] = since
-	}
-	b, _ := json.Marshal(frame)
-	wsutil.WriteClientText(conn, b)
+	w := &wsSub{c: dialWS(t, s, wsOpts{query: s.sub}), done: make(chan struct{})}
+	w.c.readTimeout = 0 // the reader waits as long as the test runs
+	w.c.send(subscribeFrame(channel, since))
 	subscribed := make(chan map[string]any, 1)
 	go func() {
 		defer close(w.done)
 		for {
-			p, err := wsutil.ReadServerText(w.rw)
+			m, err := w.c.readJSON()
 			if err != nil {
 				return
 			}
-			var m map[string]any
-			json.Unmarshal(p, &m)
 			switch m["type"] {
 			case "subscribed":
 				subscribed <- m
@@ -99,7 +82,7 @@ func (s *server) subscribeWS(t *testing.T, channel, since string) *wsSub {
 			}
 		}
 	}()
-	t.Cleanup(func() { conn.Close(); <-w.done })
+	t.Cleanup(func() { w.c.conn.Close(); <-w.done })
 	select {
 	case m := <-subscribed:
 		if since != "" && m["recovered"] != true {

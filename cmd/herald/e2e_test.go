@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -285,26 +283,9 @@ func TestReadmeTour(t *testing.T) {
 	}
 
 	// Step 3: WebSocket with an auth frame, subscribe with since: missed messages, then live ones.
-	conn, _, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	send := func(v string) {
-		if err := wsutil.WriteClientText(conn, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	recv := func() map[string]any {
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, err := wsutil.ReadServerText(conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		return m
-	}
+	c := dialWS(t, s, wsOpts{})
+	send := func(v string) { c.send([]byte(v)) }
+	recv := c.nextJSON
 	send(`{"type":"auth","token":"` + s.sub + `"}`)
 	if m := recv(); m["type"] != "connected" {
 		t.Fatalf("%v", m)
@@ -357,22 +338,10 @@ func TestGapWhenLastEventIDIsOlderThanHistory(t *testing.T) {
 
 func TestSIGTERMDrainsWithGoingAway(t *testing.T) {
 	s := startServer(t, freePort(t), "--shutdown-timeout", "5s")
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// The connected frame may arrive with the handshake response, in br.
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{io.Reader(conn), conn}
-	if br != nil {
-		rw.Reader = io.MultiReader(br, conn)
-	}
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if m, err := wsutil.ReadServerText(rw); err != nil || !strings.Contains(string(m), "connected") {
-		t.Fatalf("first frame %q %v", m, err)
+	c := dialWS(t, s, wsOpts{query: s.sub})
+	c.within(10 * time.Second) // the first frame, and the close after SIGTERM
+	if m, err := c.readJSON(); err != nil || m["type"] != "connected" {
+		t.Fatalf("first frame %v %v", m, err)
 	}
 	// A long-poll in flight must not hold the shutdown back.
 	polled := make(chan int, 1)
@@ -388,7 +357,7 @@ func TestSIGTERMDrainsWithGoingAway(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	signalled := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
-	_, err = wsutil.ReadServerText(rw)
+	_, err := c.readJSON()
 	if d := time.Since(signalled); d > 3*time.Second {
 		t.Fatalf("the close came %v after SIGTERM", d)
 	}
