@@ -2,19 +2,14 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/gateway/broker/valkey/valkeytest"
@@ -43,8 +38,7 @@ func startNode(t *testing.T, valkeyURL string, args ...string) *server {
 
 // wsSub is a WebSocket subscriber that records every message it receives.
 type wsSub struct {
-	conn net.Conn
-	rw   io.ReadWriter
+	c    *wsClient
 	mu   sync.Mutex
 	ids  []string
 	data []string
@@ -52,37 +46,21 @@ type wsSub struct {
 	done chan struct{}
 }
 
+// subscribeWS subscribes a client of s to channel (since "" for live only; otherwise the
+// subscription must be recovered) and records what it receives until the test ends.
 func (s *server) subscribeWS(t *testing.T, channel, since string) *wsSub {
 	t.Helper()
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &wsSub{conn: conn, done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = br
-	}
-	w.rw = struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
-	frame := map[string]any{"type": "subscribe", "id": 1, "channel": channel}
-	if since != "" {
-		frame["since"] = since
-	}
-	b, _ := json.Marshal(frame)
-	wsutil.WriteClientText(conn, b)
+	w := &wsSub{c: dialWS(t, s, wsOpts{query: s.sub}), done: make(chan struct{})}
+	w.c.readTimeout = 0 // the reader waits as long as the test runs
+	w.c.send(subscribeFrame(channel, since))
 	subscribed := make(chan map[string]any, 1)
 	go func() {
 		defer close(w.done)
 		for {
-			p, err := wsutil.ReadServerText(w.rw)
+			m, err := w.c.readJSON()
 			if err != nil {
 				return
 			}
-			var m map[string]any
-			json.Unmarshal(p, &m)
 			switch m["type"] {
 			case "subscribed":
 				subscribed <- m
@@ -99,7 +77,7 @@ func (s *server) subscribeWS(t *testing.T, channel, since string) *wsSub {
 			}
 		}
 	}()
-	t.Cleanup(func() { conn.Close(); <-w.done })
+	t.Cleanup(func() { w.c.conn.Close(); <-w.done })
 	select {
 	case m := <-subscribed:
 		if since != "" && m["recovered"] != true {
@@ -282,28 +260,16 @@ func TestTrimmedHistoryIsAGapOnEveryTransport(t *testing.T) {
 		t.Fatalf("SSE first event %+v", ev)
 	}
 	// WebSocket
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(a.base, "http", "ws", 1)+"/v1/ws?access_token="+a.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var r io.Reader = conn
-	if br != nil {
-		r = br
-	}
-	wsutil.WriteClientText(conn, []byte(`{"type":"subscribe","id":1,"channel":"trim","since":"`+old+`"}`))
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
+	c := dialWS(t, a, wsOpts{query: a.sub})
+	c.send([]byte(`{"type":"subscribe","id":1,"channel":"trim","since":"` + old + `"}`))
 	for {
-		p, err := wsutil.ReadServerText(rw)
+		m, err := c.readJSON()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(p), `"subscribed"`) {
-			if !strings.Contains(string(p), `"recovered":false,"reason":"trimmed"`) {
-				t.Fatalf("subscribed %s", p)
+		if m["type"] == "subscribed" {
+			if m["recovered"] != false || m["reason"] != "trimmed" {
+				t.Fatalf("subscribed %v", m)
 			}
 			break
 		}
@@ -379,64 +345,37 @@ func publishRetrying(t *testing.T, s *server, channel, data string) {
 func TestFrozenValkeyDoesNotStallOtherConnections(t *testing.T) {
 	v := valkeytest.StartServer(t)
 	s := startNode(t, v.URL(), "--valkey-timeout", "4s")
-	wsURL := strings.Replace(s.base, "http", "ws", 1) + "/v1/ws?access_token=" + s.sub
-	dial := func() (net.Conn, io.ReadWriter) {
+	dial := func() *wsClient { t.Helper(); return dialWS(t, s, wsOpts{query: s.sub}) }
+	// awaitFrame reads server frames until one of type typ, within 10 s.
+	awaitFrame := func(c *wsClient, typ string) map[string]any {
 		t.Helper()
-		conn, br, _, err := ws.Dial(context.Background(), wsURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		if br != nil {
-			return conn, struct {
-				io.Reader
-				io.Writer
-			}{io.MultiReader(br, conn), conn}
-		}
-		return conn, conn
+		c.within(10 * time.Second)
+		return c.await(typ)
 	}
-	// awaitFrame reads server frames until one of type typ.
-	awaitFrame := func(conn net.Conn, r io.ReadWriter, typ string) map[string]any {
-		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for {
-			p, err := wsutil.ReadServerText(r)
-			if err != nil {
-				t.Fatalf("waiting for a %s frame: %v", typ, err)
-			}
-			var m map[string]any
-			json.Unmarshal(p, &m)
-			if m["type"] == typ {
-				return m
-			}
-		}
-	}
-	bystander, br := dial()
-	awaitFrame(bystander, br, "connected")
+	bystander := dial()
+	awaitFrame(bystander, "connected")
 
 	v.Pause()
 	defer v.Resume()
 	const waiting = 100 // the default pool is 32 workers on this machine
-	stuck := make([]net.Conn, waiting)
-	readers := make([]io.ReadWriter, waiting)
+	stuck := make([]*wsClient, waiting)
 	for i := range stuck {
-		stuck[i], readers[i] = dial()
-		awaitFrame(stuck[i], readers[i], "connected")
-		wsutil.WriteClientText(stuck[i], fmt.Appendf(nil, `{"type":"subscribe","id":1,"channel":"frozen-%d"}`, i))
+		stuck[i] = dial()
+		awaitFrame(stuck[i], "connected")
+		stuck[i].send(fmt.Appendf(nil, `{"type":"subscribe","id":1,"channel":"frozen-%d"}`, i))
 	}
 	time.Sleep(300 * time.Millisecond) // let the subscribes reach the frozen store
 
 	for i := range 3 {
 		start := time.Now()
-		wsutil.WriteClientText(bystander, fmt.Appendf(nil, `{"type":"ping","id":%d}`, i+1))
-		awaitFrame(bystander, br, "pong")
+		bystander.send(fmt.Appendf(nil, `{"type":"ping","id":%d}`, i+1))
+		awaitFrame(bystander, "pong")
 		if took := time.Since(start); took > time.Second {
 			t.Fatalf("ping %d answered after %v while subscribes wait on a frozen Valkey", i, took)
 		}
 	}
 	start := time.Now()
-	late, lr := dial()
-	awaitFrame(late, lr, "connected")
+	awaitFrame(dial(), "connected")
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("a new connection was greeted after %v while subscribes wait on a frozen Valkey", took)
 	}
@@ -444,20 +383,18 @@ func TestFrozenValkeyDoesNotStallOtherConnections(t *testing.T) {
 	// The waiting subscribes end with an answer each: unavailable after the timeout, or
 	// subscribed if Valkey came back first.
 	v.Resume()
-	for i := range stuck {
-		stuck[i].SetReadDeadline(time.Now().Add(15 * time.Second))
+	for i, c := range stuck {
+		c.within(15 * time.Second)
 		for {
-			p, err := wsutil.ReadServerText(readers[i])
+			m, err := c.readJSON()
 			if err != nil {
 				t.Fatalf("subscribe %d got no answer: %v", i, err)
 			}
-			var m map[string]any
-			json.Unmarshal(p, &m)
 			if m["type"] == "subscribed" || (m["type"] == "error" && m["code"] == "unavailable") {
 				break
 			}
 			if m["type"] == "error" {
-				t.Fatalf("subscribe %d: %s", i, p)
+				t.Fatalf("subscribe %d: %v", i, m)
 			}
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -51,9 +50,8 @@ type server struct {
 	base   string // http://127.0.0.1:port
 	sub    string // dev subscriber token
 	pub    string // dev publisher token
-	mu     sync.Mutex
-	stdout bytes.Buffer
-	stderr bytes.Buffer
+	stdout lockedBuffer
+	stderr lockedBuffer
 	exited chan error
 }
 
@@ -66,18 +64,27 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// startServer runs herald serve on addr with args and waits until it is ready.
 func startServer(t *testing.T, addr string, args ...string) *server {
 	t.Helper()
+	return startServerUnder(t, nil, addr, args...)
+}
+
+// startServerUnder is startServer with the binary run under prefix, a command and its
+// arguments (prlimit with a descriptor limit, say); nil runs it directly.
+func startServerUnder(t *testing.T, prefix []string, addr string, args ...string) *server {
+	t.Helper()
 	s := &server{t: t, base: "http://" + addr, exited: make(chan error, 1)}
-	s.cmd = exec.Command(heraldBin, append([]string{"serve", "--listen", addr}, args...)...)
+	argv := append(append(slices.Clone(prefix), heraldBin, "serve", "--listen", addr), args...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Env = cleanEnv()
 	stdout, _ := s.cmd.StdoutPipe()
-	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
+	s.cmd.Stderr = &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		io.Copy(&lockedWriter{mu: &s.mu, w: &s.stdout}, stdout)
+		io.Copy(&s.stdout, stdout)
 		s.exited <- s.cmd.Wait()
 	}()
 	t.Cleanup(func() {
@@ -99,9 +106,7 @@ func startServer(t *testing.T, addr string, args ...string) *server {
 		waitUntil(t, 5*time.Second, func() bool { return strings.Contains(s.banner(), "PUB=") },
 			"the development banner (stdout: %s)", s.banner)
 	}
-	s.mu.Lock()
-	out := s.stdout.String()
-	s.mu.Unlock()
+	out := s.banner()
 	if m := regexp.MustCompile(`SUB=(\S+)`).FindStringSubmatch(out); m != nil {
 		s.sub = m[1]
 	}
@@ -122,17 +127,11 @@ func devModeArgs(args []string) bool {
 	return true
 }
 
-func (s *server) logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stderr.String()
-}
+// logs is what herald wrote to stderr so far.
+func (s *server) logs() string { return s.stderr.String() }
 
-func (s *server) banner() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stdout.String()
-}
+// banner is what herald wrote to stdout so far.
+func (s *server) banner() string { return s.stdout.String() }
 
 // cleanEnv keeps the environment but drops HERALD_* variables a developer may have set.
 func cleanEnv() []string {
@@ -145,15 +144,22 @@ func cleanEnv() []string {
 	return env
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
+// lockedBuffer is a buffer a process writes to while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (l *lockedWriter) Write(p []byte) (int, error) {
+func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
@@ -277,26 +283,9 @@ func TestReadmeTour(t *testing.T) {
 	}
 
 	// Step 3: WebSocket with an auth frame, subscribe with since: missed messages, then live ones.
-	conn, _, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	send := func(v string) {
-		if err := wsutil.WriteClientText(conn, []byte(v)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	recv := func() map[string]any {
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		b, err := wsutil.ReadServerText(conn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]any
-		json.Unmarshal(b, &m)
-		return m
-	}
+	c := dialWS(t, s, wsOpts{})
+	send := func(v string) { c.send([]byte(v)) }
+	recv := c.nextJSON
 	send(`{"type":"auth","token":"` + s.sub + `"}`)
 	if m := recv(); m["type"] != "connected" {
 		t.Fatalf("%v", m)
@@ -349,22 +338,10 @@ func TestGapWhenLastEventIDIsOlderThanHistory(t *testing.T) {
 
 func TestSIGTERMDrainsWithGoingAway(t *testing.T) {
 	s := startServer(t, freePort(t), "--shutdown-timeout", "5s")
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// The connected frame may arrive with the handshake response, in br.
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{io.Reader(conn), conn}
-	if br != nil {
-		rw.Reader = io.MultiReader(br, conn)
-	}
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if m, err := wsutil.ReadServerText(rw); err != nil || !strings.Contains(string(m), "connected") {
-		t.Fatalf("first frame %q %v", m, err)
+	c := dialWS(t, s, wsOpts{query: s.sub})
+	c.within(10 * time.Second) // the first frame, and the close after SIGTERM
+	if m, err := c.readJSON(); err != nil || m["type"] != "connected" {
+		t.Fatalf("first frame %v %v", m, err)
 	}
 	// A long-poll in flight must not hold the shutdown back.
 	polled := make(chan int, 1)
@@ -380,7 +357,7 @@ func TestSIGTERMDrainsWithGoingAway(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	signalled := time.Now()
 	s.cmd.Process.Signal(syscall.SIGTERM)
-	_, err = wsutil.ReadServerText(rw)
+	_, err := c.readJSON()
 	if d := time.Since(signalled); d > 3*time.Second {
 		t.Fatalf("the close came %v after SIGTERM", d)
 	}

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,18 +116,10 @@ func admHeldPoll(t *testing.T, s *server, local string) *admConn {
 // admMetric reads one series from /metrics (-1 when it is missing).
 func admMetric(t *testing.T, s *server, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
+	if v, ok := metric(t, s, series); ok {
+		return v
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		return -1
-	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
+	return -1
 }
 
 func admHealthy(t *testing.T, s *server) {
@@ -246,37 +237,6 @@ func TestHostileAdmissionHeaderTooLarge(t *testing.T) {
 	admExpect(t, s, "127.0.0.8", "sse", 200, "", "X-Filler: "+strings.Repeat("a", 8<<10))
 }
 
-// admStartLimited starts herald serve through prlimit with nofile descriptors at most.
-func admStartLimited(t *testing.T, nofile int, args ...string) *server {
-	t.Helper()
-	prlimit, err := exec.LookPath("prlimit")
-	if err != nil {
-		t.Skip("prlimit is not installed")
-	}
-	addr := freePort(t)
-	s := &server{t: t, base: "http://" + addr, exited: make(chan error, 1)}
-	s.cmd = exec.Command(prlimit, append([]string{fmt.Sprintf("--nofile=%d:%d", nofile, nofile), heraldBin, "serve", "--listen", addr}, args...)...)
-	s.cmd.Env = cleanEnv()
-	stdout, _ := s.cmd.StdoutPipe()
-	s.cmd.Stderr = &lockedWriter{mu: &s.mu, w: &s.stderr}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		io.Copy(&lockedWriter{mu: &s.mu, w: &s.stdout}, stdout)
-		s.exited <- s.cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
-	})
-	waitUntil(t, 10*time.Second, func() bool { return strings.Contains(s.banner(), "PUB=") }, "herald started (stderr: %s)", s.logs)
-	s.sub = regexp.MustCompile(`SUB=(\S+)`).FindStringSubmatch(s.banner())[1]
-	return s
-}
-
 // admAlive fails the test when the server exited.
 func admAlive(t *testing.T, s *server) {
 	t.Helper()
@@ -292,7 +252,11 @@ func admAlive(t *testing.T, s *server) {
 // that then take every descriptor with bare connections make accept fail, which backs off
 // without a log flood or a panic; once they leave the node serves again by itself.
 func TestHostileAdmissionDescriptorLimit(t *testing.T) {
-	s := admStartLimited(t, 200)
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("prlimit is not installed")
+	}
+	s := startServerUnder(t, []string{prlimit, "--nofile=200:200"}, freePort(t))
 	if got := admMetric(t, s, "herald_connection_limit"); got != 100 {
 		t.Fatalf("connection limit %v with 200 descriptors, want 100", got)
 	}

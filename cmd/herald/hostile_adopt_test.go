@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,11 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"golang.org/x/sys/unix"
 )
@@ -39,24 +36,6 @@ func adoptLimitFDs(t *testing.T, s *server, headroom int) {
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: n, Max: n}, nil); err != nil {
 		t.Skipf("cannot lower herald's descriptor limit: %v", err)
 	}
-}
-
-// adoptMetrics reads /metrics over c, a keep-alive connection opened while descriptors were
-// plentiful, and returns the value of each series named (0 when absent).
-func adoptMetrics(c *rawClient, series ...string) []int {
-	c.t.Helper()
-	a := c.send(rawRequest("GET", "/metrics", "", "", ""))
-	if a.status != 200 || a.closes {
-		c.t.Fatalf("/metrics: %+v", a)
-	}
-	out := make([]int, len(series))
-	for i, name := range series {
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\d+)$`).FindStringSubmatch(a.body)
-		if m != nil {
-			out[i], _ = strconv.Atoi(m[1])
-		}
-	}
-	return out
 }
 
 // adoptSSE is an SSE stream read byte for byte.
@@ -108,7 +87,7 @@ func (st *adoptSSE) waitData(t *testing.T, want string) {
 func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 	s := startServer(t, freePort(t))
 	metrics := dialRaw(t, s)
-	adoptMetrics(metrics) // the connection is open and served before the limit
+	metrics.series() // the connection is open and served before the limit
 	adoptLimitFDs(t, s, 6)
 
 	var streams []*adoptSSE
@@ -131,7 +110,7 @@ func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 	}
 	t.Logf("%d streams open, %d refused", len(streams), refused)
 	series := []string{`herald_subscriptions`, `herald_connections{transport="sse"}`, `herald_connections{transport="http"}`, `herald_connections{transport="websocket"}`}
-	if got := adoptMetrics(metrics, series...); got[0] != len(streams) || got[1] != len(streams) || got[2] != 0 || got[3] != 0 {
+	if got := metrics.series(series...); got[0] != len(streams) || got[1] != len(streams) || got[2] != 0 || got[3] != 0 {
 		t.Fatalf("%v = %v with %d streams open", series, got, len(streams))
 	}
 
@@ -149,22 +128,9 @@ func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 	pub.conn.Close()
 
 	// A WebSocket at the limit: upgraded by net/http, then refused by the core.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	wc, br, _, err := ws.Dial(ctx, strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatalf("a WebSocket upgrade at the limit: %v", err)
-	}
-	var rw io.ReadWriter = wc
-	if br != nil { // the close frame came with the upgrade's answer
-		rw = struct {
-			io.Reader
-			io.Writer
-		}{br, wc}
-	}
-	wc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = wsutil.ReadServerText(rw)
-	wc.Close()
+	wc := dialWS(t, s, wsOpts{query: s.sub, timeout: 5 * time.Second})
+	_, err := wc.readJSON() // the close frame may come with the upgrade's answer
+	wc.conn.Close()
 	var ce wsutil.ClosedError
 	if !errors.As(err, &ce) || ce.Code != 1011 {
 		t.Fatalf("a WebSocket at the limit: %v, want close 1011", err)
@@ -173,7 +139,7 @@ func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 	if strings.Contains(s.logs(), "panic") {
 		t.Fatalf("herald panicked:\n%s", s.logs())
 	}
-	if got := adoptMetrics(metrics, series...); got[0] != len(streams) || got[1] != len(streams) || got[3] != 0 {
+	if got := metrics.series(series...); got[0] != len(streams) || got[1] != len(streams) || got[3] != 0 {
 		t.Fatalf("%v = %v with %d streams open", series, got, len(streams))
 	}
 
@@ -182,7 +148,7 @@ func TestHostileSSEAtDescriptorLimit(t *testing.T) {
 		st.conn.Close()
 	}
 	waitUntil(t, 5*time.Second, func() bool {
-		got := adoptMetrics(metrics, series...)
+		got := metrics.series(series...)
 		return got[0] == 0 && got[1] == 0 && got[2] == 0 && got[3] == 0
 	}, "every count back to 0 after the clients left")
 	st, a := adoptOpenSSE(t, s, "limit")
@@ -239,7 +205,7 @@ func adoptPipeline(t *testing.T, s *server, channel string, n int, tail ...strin
 		t.Fatalf("first publish: %+v", a)
 	}
 	metrics := dialRaw(t, s)
-	published := func() int { return adoptMetrics(metrics, "herald_messages_published_total")[0] }
+	published := func() int { return metrics.series("herald_messages_published_total")[0] }
 	// settled waits until herald published want messages, or stopped publishing.
 	settled := func(want int) bool {
 		last, still := -1, 0

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,9 +14,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -120,46 +116,6 @@ func authcClaims() map[string]any {
 		"herald": map[string]any{"subscribe": []string{"*"}, "publish": []string{"*"}}}
 }
 
-// authcAnswer is an HTTP answer reduced to what the tests look at.
-type authcAnswer struct {
-	status int
-	header http.Header
-	typ    string // the problem document's type, "" when the body is not one
-	detail string
-	body   string
-}
-
-// authcDo sends a request with the given header lines and reads the whole answer (an SSE
-// stream or a WebSocket that started is cut after its headers).
-func authcDo(t *testing.T, method, url string, header map[string]string) authcAnswer {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	a := authcAnswer{status: resp.StatusCode, header: resp.Header}
-	if resp.StatusCode == http.StatusSwitchingProtocols || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		return a // a stream that started: its headers are the answer
-	}
-	b, _ := io.ReadAll(resp.Body)
-	a.body = string(b)
-	var p struct{ Type, Detail string }
-	if json.Unmarshal(b, &p) == nil {
-		a.typ, a.detail = p.Type, p.Detail
-	}
-	return a
-}
-
 // authcWSHeaders are the headers of a WebSocket upgrade request.
 func authcWSHeaders(token string) map[string]string {
 	h := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
@@ -172,14 +128,14 @@ func authcWSHeaders(token string) map[string]string {
 
 // authcRefusals sends token over every route that takes one: the HTTP API, SSE, long-poll and
 // the WebSocket upgrade. It returns the answers by route.
-func authcRefusals(t *testing.T, s *server, token string) map[string]authcAnswer {
+func authcRefusals(t *testing.T, s *server, token string) map[string]httpAnswer {
 	t.Helper()
-	bearer := map[string]string{"Authorization": "Bearer " + token}
-	return map[string]authcAnswer{
-		"history": authcDo(t, "GET", s.base+"/v1/channels/a/messages", bearer),
-		"sse":     authcDo(t, "GET", s.base+"/v1/sse?channel=a", bearer),
-		"poll":    authcDo(t, "GET", s.base+"/v1/poll?channel=a&timeout=0", bearer),
-		"ws":      authcDo(t, "GET", s.base+"/v1/ws", authcWSHeaders(token)),
+	bearer := bearer(token)
+	return map[string]httpAnswer{
+		"history": httpDo(t, "GET", s.base+"/v1/channels/a/messages", bearer),
+		"sse":     httpDo(t, "GET", s.base+"/v1/sse?channel=a", bearer),
+		"poll":    httpDo(t, "GET", s.base+"/v1/poll?channel=a&timeout=0", bearer),
+		"ws":      httpDo(t, "GET", s.base+"/v1/ws", authcWSHeaders(token)),
 	}
 }
 
@@ -187,17 +143,11 @@ func authcRefusals(t *testing.T, s *server, token string) map[string]authcAnswer
 // returns the first frame's type, or the close code and reason the server ended with.
 func authcAuthFrame(t *testing.T, s *server, token string) (typ string, code ws.StatusCode, reason string) {
 	t.Helper()
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	frame, _ := json.Marshal(map[string]string{"type": "auth", "token": token})
-	if err := wsutil.WriteClientText(conn, frame); err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	p, err := wsutil.ReadServerText(authcReader(conn, br))
+	c := dialWS(t, s, wsOpts{})
+	defer c.conn.Close()
+	c.send(map[string]string{"type": "auth", "token": token})
+	c.within(10 * time.Second)
+	m, err := c.readJSON()
 	var closed wsutil.ClosedError
 	if errors.As(err, &closed) {
 		return "", closed.Code, closed.Reason
@@ -205,21 +155,8 @@ func authcAuthFrame(t *testing.T, s *server, token string) (typ string, code ws.
 	if err != nil {
 		t.Fatalf("auth frame: %v", err)
 	}
-	var m struct{ Type string }
-	json.Unmarshal(p, &m)
-	return m.Type, 0, ""
-}
-
-// authcReader reads what the upgrade buffered first, then the connection.
-func authcReader(conn net.Conn, br *bufio.Reader) io.ReadWriter {
-	r := io.Reader(conn)
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	return struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
+	typ, _ = m["type"].(string)
+	return typ, 0, ""
 }
 
 // TestHostileTokenKeyHeaders: tokens signed with a configured key (HMAC, RSA, EC) that carry a
@@ -239,7 +176,7 @@ func TestHostileTokenKeyHeaders(t *testing.T) {
 	}
 	for _, alg := range []string{"HS256", "RS256", "ES256"} {
 		plain := authcSign(t, k, alg, nil, authcClaims())
-		if a := authcDo(t, "GET", s.base+"/v1/channels/a/messages", map[string]string{"Authorization": "Bearer " + plain}); a.status != 200 {
+		if a := httpDo(t, "GET", s.base+"/v1/channels/a/messages", bearer(plain)); a.status != 200 {
 			t.Fatalf("%s without a key header: %d %s", alg, a.status, a.body)
 		}
 		if typ, code, reason := authcAuthFrame(t, s, plain); typ != "connected" {
@@ -322,12 +259,7 @@ func TestHostileAuthErrorsAreGeneric(t *testing.T) {
 func TestHostileStoreErrorsAreGeneric(t *testing.T) {
 	v := valkeytest.StartServer(t)
 	s := startNode(t, v.URL(), "--valkey-timeout", "300ms")
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rw := authcReader(conn, br)
+	c := dialWS(t, s, wsOpts{query: s.sub})
 	v.Stop()
 
 	const detail = "the message store is unavailable, retry shortly"
@@ -338,13 +270,13 @@ func TestHostileStoreErrorsAreGeneric(t *testing.T) {
 			t.Errorf("%s: detail %q, want %q", what, got, detail)
 		}
 	}
-	token := map[string]string{"Authorization": "Bearer " + s.sub}
+	token := bearer(s.sub)
 	for route, path := range map[string]string{
 		"sse":     "/v1/sse?channel=down-sse",
 		"poll":    "/v1/poll?channel=down-poll&timeout=0",
 		"history": "/v1/channels/down-history/messages",
 	} {
-		a := authcDo(t, "GET", s.base+path, token)
+		a := httpDo(t, "GET", s.base+path, token)
 		if a.status != 503 || a.typ != "unavailable" || a.header.Get("Retry-After") == "" {
 			t.Errorf("%s: %d %q %s", route, a.status, a.typ, a.body)
 		}
@@ -355,22 +287,21 @@ func TestHostileStoreErrorsAreGeneric(t *testing.T) {
 			}
 		}
 	}
-	wsutil.WriteClientText(conn, []byte(`{"type":"subscribe","id":1,"channel":"down-ws"}`))
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.send([]byte(`{"type":"subscribe","id":1,"channel":"down-ws"}`))
+	c.within(10 * time.Second)
 	for {
-		p, err := wsutil.ReadServerText(rw)
+		m, err := c.readJSON()
 		if err != nil {
 			t.Fatalf("waiting for the subscribe's answer: %v", err)
 		}
-		var m struct{ Type, Code, Message string }
-		json.Unmarshal(p, &m)
-		if m.Type != "error" && m.Type != "subscribed" {
+		if m["type"] != "error" && m["type"] != "subscribed" {
 			continue
 		}
-		if m.Type != "error" || m.Code != "unavailable" {
-			t.Fatalf("subscribe with the store down: %s", p)
+		if m["type"] != "error" || m["code"] != "unavailable" {
+			t.Fatalf("subscribe with the store down: %v", m)
 		}
-		check("websocket subscribe", m.Message)
+		message, _ := m["message"].(string)
+		check("websocket subscribe", message)
 		break
 	}
 	waitUntil(t, 5*time.Second, func() bool {
@@ -381,7 +312,7 @@ func TestHostileStoreErrorsAreGeneric(t *testing.T) {
 }
 
 // authcCORS is what a browser would make of an answer: the CORS headers it reads.
-func authcCORS(a authcAnswer) string {
+func authcCORS(a httpAnswer) string {
 	return a.header.Get("Access-Control-Allow-Origin") + "|" + a.header.Get("Access-Control-Allow-Credentials")
 }
 
@@ -390,23 +321,17 @@ func authcCORS(a authcAnswer) string {
 // "unauthenticated" when it was not.
 func authcWSFirst(t *testing.T, s *server, header http.Header) string {
 	t.Helper()
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(header), Timeout: 5 * time.Second}
-	conn, br, _, err := d.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws")
-	if err != nil {
-		t.Fatalf("upgrade with %v: %v", header, err)
-	}
-	defer conn.Close()
-	if err := wsutil.WriteClientText(conn, []byte(`{"type":"subscribe","id":1,"channel":"secret"}`)); err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := wsutil.ReadServerText(authcReader(conn, br))
+	c := dialWS(t, s, wsOpts{header: header, timeout: 5 * time.Second})
+	defer c.conn.Close()
+	c.send([]byte(`{"type":"subscribe","id":1,"channel":"secret"}`))
+	c.within(5 * time.Second)
+	m, err := c.readJSON()
 	if err != nil {
 		t.Fatalf("first frame: %v", err)
 	}
-	var m struct{ Type, Code string }
-	json.Unmarshal(p, &m)
-	return strings.TrimSuffix(m.Type+" "+m.Code, " ")
+	typ, _ := m["type"].(string)
+	code, _ := m["code"].(string)
+	return strings.TrimSuffix(typ+" "+code, " ")
 }
 
 // TestHostileCORS: a page on another origin must not read its visitors' history and streams
@@ -459,7 +384,7 @@ func TestHostileCORS(t *testing.T) {
 			h["Authorization"] = "Bearer " + tok
 		}
 		for route, path := range routes {
-			a := authcDo(t, "GET", c.s.base+path, h)
+			a := httpDo(t, "GET", c.s.base+path, h)
 			if a.status != c.want.status || authcCORS(a) != c.want.cors {
 				t.Errorf("%s, %s: %d with CORS %q; want %d %q (%s)", c.name, route, a.status, authcCORS(a), c.want.status, c.want.cors, a.body)
 			}
@@ -472,7 +397,7 @@ func TestHostileCORS(t *testing.T) {
 			wh.Set(k, v)
 		}
 		if c.want.ws == "" {
-			if a := authcDo(t, "GET", c.s.base+"/v1/ws", authcMerge(authcWSHeaders(""), h)); a.status != 403 || a.typ != "origin-not-allowed" {
+			if a := httpDo(t, "GET", c.s.base+"/v1/ws", authcMerge(authcWSHeaders(""), h)); a.status != 403 || a.typ != "origin-not-allowed" {
 				t.Errorf("%s, websocket: %d %q", c.name, a.status, a.typ)
 			}
 		} else if got := authcWSFirst(t, c.s, wh); got != c.want.ws {
@@ -495,7 +420,7 @@ func TestHostileCORS(t *testing.T) {
 		{"null not listed", listed, "null", 403, "|"},
 	} {
 		for route, path := range routes {
-			a := authcDo(t, "OPTIONS", c.s.base+path, map[string]string{"Origin": c.origin,
+			a := httpDo(t, "OPTIONS", c.s.base+path, map[string]string{"Origin": c.origin,
 				"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "authorization"})
 			if a.status != c.status || authcCORS(a) != c.cors {
 				t.Errorf("preflight, %s, %s: %d with CORS %q; want %d %q", c.name, route, a.status, authcCORS(a), c.status, c.cors)

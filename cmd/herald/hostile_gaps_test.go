@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,9 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/herald-gateway/herald/gateway/broker/valkey/valkeytest"
 )
@@ -64,49 +60,20 @@ func (l *gapsLog) has(id string) bool {
 	return slices.ContainsFunc(evs, func(ev gapsEvent) bool { return !ev.gap && ev.id == id })
 }
 
-// gapsDialWS connects a WebSocket client to s with its subscriber token.
-func gapsDialWS(t *testing.T, s *server) (net.Conn, io.ReadWriter) {
-	t.Helper()
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = br
-	}
-	return conn, struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
-}
-
 // gapsSubscribeWS subscribes a WebSocket client of s to channel (live only when since is "") and
 // returns the subscribed frame and the log of what follows it.
 func gapsSubscribeWS(t *testing.T, s *server, channel, since string) (map[string]any, *gapsLog) {
 	t.Helper()
-	conn, rw := gapsDialWS(t, s)
-	frame := map[string]any{"type": "subscribe", "id": 1, "channel": channel}
-	if since != "" {
-		frame["since"] = since
-	}
-	b, _ := json.Marshal(frame)
-	if err := wsutil.WriteClientText(conn, b); err != nil {
-		t.Fatal(err)
-	}
+	c := dialWS(t, s, wsOpts{query: s.sub})
+	c.readTimeout = 0 // the log's reader waits as long as the test runs
+	c.send(subscribeFrame(channel, since))
 	subscribed := make(chan map[string]any, 1)
 	log := &gapsLog{}
 	go func() {
 		for {
-			p, err := wsutil.ReadServerText(rw)
+			m, err := c.readJSON()
 			if err != nil {
 				log.stop(err)
-				return
-			}
-			var m map[string]any
-			if err := json.Unmarshal(p, &m); err != nil {
-				log.stop(fmt.Errorf("frame %q: %w", p, err))
 				return
 			}
 			switch m["type"] {
@@ -118,7 +85,7 @@ func gapsSubscribeWS(t *testing.T, s *server, channel, since string) (map[string
 				log.add(gapsEvent{gap: true, reason: fmt.Sprint(m["reason"])})
 			case "connected":
 			default:
-				log.stop(fmt.Errorf("unexpected frame %s", p))
+				log.stop(fmt.Errorf("unexpected frame %v", m))
 			}
 		}
 	}()
@@ -221,47 +188,33 @@ func gapsPoll(s *server, query string) (gapsPollAnswer, error) {
 	return out, json.Unmarshal(body, &out)
 }
 
-// gapsGetJSON reads a JSON answer of s's HTTP API with its subscriber token.
-func gapsGetJSON(t *testing.T, s *server, path string, out any) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", s.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+s.sub)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || json.Unmarshal(body, out) != nil {
-		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
-	}
-}
-
-// gapsProxy forwards TCP connections to Valkey until Cut, which ends them all and refuses new
-// ones until the restore function it returns is called: node B's link to Valkey going down.
-type gapsProxy struct {
+// cutProxy forwards TCP connections to Valkey until Cut, which ends them all and refuses new
+// ones until the restore function it returns is called: a node's link to Valkey going down.
+// It is the suite's only proxy; point a node's --valkey-url at url().
+type cutProxy struct {
 	target string
 	ln     net.Listener
 
 	mu    sync.Mutex // guards cut and links
 	cut   bool
-	links map[*gapsLink]bool
+	links map[*cutLink]bool
 	wg    sync.WaitGroup
 }
 
-// gapsLink is one forwarded connection: the node's side and Valkey's.
-type gapsLink struct {
+// cutLink is one forwarded connection: the node's side and Valkey's.
+type cutLink struct {
 	node, valkey net.Conn
 	down         chan struct{} // closed when Valkey -> node forwarding ended
 }
 
-func gapsStartProxy(t *testing.T, target string) *gapsProxy {
+// startCutProxy listens on a loopback port and forwards to target until the test ends.
+func startCutProxy(t *testing.T, target string) *cutProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &gapsProxy{target: target, ln: ln, links: map[*gapsLink]bool{}}
+	p := &cutProxy{target: target, ln: ln, links: map[*cutLink]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(func() {
@@ -272,9 +225,9 @@ func gapsStartProxy(t *testing.T, target string) *gapsProxy {
 	return p
 }
 
-func (p *gapsProxy) url() string { return "valkey://" + p.ln.Addr().String() }
+func (p *cutProxy) url() string { return "valkey://" + p.ln.Addr().String() }
 
-func (p *gapsProxy) accept() {
+func (p *cutProxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -291,7 +244,7 @@ func (p *gapsProxy) accept() {
 			}
 			continue
 		}
-		l := &gapsLink{node: c, valkey: up, down: make(chan struct{})}
+		l := &cutLink{node: c, valkey: up, down: make(chan struct{})}
 		p.links[l] = true
 		p.wg.Add(2)
 		go func() {
@@ -312,11 +265,11 @@ func (p *gapsProxy) accept() {
 // Cut ends every forwarded connection and refuses new ones until the returned function is
 // called. Answers Valkey has already sent are let through first (for up to 100 ms), so a request
 // the test saw Valkey execute is not lost on its way back: the cut falls between requests.
-func (p *gapsProxy) Cut() (restore func()) {
+func (p *cutProxy) Cut() (restore func()) {
 	p.mu.Lock()
 	p.cut = true
 	links := p.links
-	p.links = map[*gapsLink]bool{}
+	p.links = map[*cutLink]bool{}
 	p.mu.Unlock()
 	for l := range links {
 		_ = l.node.SetReadDeadline(time.Now()) // nothing more from the node
@@ -380,7 +333,7 @@ func gapsCheckSeen(t *testing.T, what string, evs []gapsEvent, before, rest []st
 // the messages that follow it; none is left with a silent hole.
 func TestHostileLiveGapLinkLost(t *testing.T) {
 	v := valkeytest.StartServer(t)
-	px := gapsStartProxy(t, v.Addr())
+	px := startCutProxy(t, v.Addr())
 	a := startNode(t, v.URL(), "--history-size", "10")
 	b := startNode(t, px.url(), "--history-size", "10")
 	const ch = "gaps:live"
@@ -389,7 +342,7 @@ func TestHostileLiveGapLinkLost(t *testing.T) {
 	sseLog, _ := gapsOpenSSE(t, b, "channel="+ch)
 	waitUntil(t, 5*time.Second, func() bool {
 		var info struct{ Subscribers int }
-		gapsGetJSON(t, b, "/v1/channels/"+ch, &info)
+		getJSON(t, b, "/v1/channels/"+ch, b.sub, &info)
 		return info.Subscribers == 2
 	}, "both subscribers on node B")
 	var before []string
@@ -494,11 +447,11 @@ func gapsPositions(t *testing.T, s *server, ch string) map[string]string {
 	var info struct {
 		LastID string `json:"last_id"`
 	}
-	gapsGetJSON(t, s, "/v1/channels/"+ch, &info)
+	getJSON(t, s, "/v1/channels/"+ch, s.sub, &info)
 	pos["channel info last_id"] = info.LastID
 	for _, q := range []string{"", "?since=0"} {
 		var page struct{ Next string }
-		gapsGetJSON(t, s, "/v1/channels/"+ch+"/messages"+q, &page)
+		getJSON(t, s, "/v1/channels/"+ch+"/messages"+q, s.sub, &page)
 		pos["history next"+q] = page.Next
 	}
 	return pos
@@ -544,24 +497,6 @@ func TestHostileEmptyChannelOnePosition(t *testing.T) {
 	}
 }
 
-// gapsLockedBuffer is a buffer a process writes to while the test reads it.
-type gapsLockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *gapsLockedBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *gapsLockedBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // TestHostileSubscribeCLISaysWhy: herald subscribe resuming from a position of a memory broker
 // that is gone (the process restarted) reports the gap as a broker reset, not as trimming.
 func TestHostileSubscribeCLISaysWhy(t *testing.T) {
@@ -573,7 +508,7 @@ func TestHostileSubscribeCLISaysWhy(t *testing.T) {
 
 	sub := exec.Command(heraldBin, "subscribe", "--url", after.base, "--token", after.sub, "--since", id, "gaps:cli")
 	sub.Env = cleanEnv()
-	var stderr gapsLockedBuffer
+	var stderr lockedBuffer
 	sub.Stderr = &stderr
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)

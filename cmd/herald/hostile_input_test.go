@@ -1,20 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/herald-gateway/herald/api/auth"
@@ -31,95 +25,6 @@ const inputBadData = "\"\xff\xfe\""
 
 // inputMaxID is the largest id herald parses.
 const inputMaxID = "18446744073709551615-18446744073709551615"
-
-// inputWS is a WebSocket client that reads frames one at a time, as a strict client does
-// (wsutil checks that text frames are UTF-8).
-type inputWS struct {
-	t    *testing.T
-	conn net.Conn
-	rw   io.ReadWriter
-}
-
-func inputDialWS(t *testing.T, s *server, token string) *inputWS {
-	t.Helper()
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + token}})}
-	conn, br, _, err := d.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws")
-	if err != nil {
-		t.Fatalf("WebSocket dial: %v", err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = br
-	}
-	w := &inputWS{t: t, conn: conn, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}}
-	w.await("connected")
-	return w
-}
-
-// send writes frame (a map, marshalled, or raw bytes) as one text frame.
-func (w *inputWS) send(frame any) {
-	w.t.Helper()
-	p, ok := frame.([]byte)
-	if !ok {
-		p, _ = json.Marshal(frame)
-	}
-	if err := wsutil.WriteClientText(w.conn, p); err != nil {
-		w.t.Fatalf("WebSocket write: %v", err)
-	}
-}
-
-// read returns the next text frame, or the error that ended the connection.
-func (w *inputWS) read() (map[string]any, error) {
-	w.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := wsutil.ReadServerText(w.rw)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(p, &m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-// await reads frames until one of type typ arrives; an error frame or a failed read fails the test.
-func (w *inputWS) await(typ string) map[string]any {
-	w.t.Helper()
-	for {
-		m, err := w.read()
-		if err != nil {
-			w.t.Fatalf("waiting for a %s frame: %v", typ, err)
-		}
-		if m["type"] == typ {
-			return m
-		}
-		if m["type"] == "error" {
-			w.t.Fatalf("waiting for a %s frame: got %v", typ, m)
-		}
-	}
-}
-
-// subscribe subscribes to channel (since "" for live only) and returns the subscribed frame.
-func (w *inputWS) subscribe(channel, since string) map[string]any {
-	w.t.Helper()
-	f := map[string]any{"type": "subscribe", "id": 1, "channel": channel}
-	if since != "" {
-		f["since"] = since
-	}
-	w.send(f)
-	return w.await("subscribed")
-}
-
-// inputPost sends one request on a new connection, so net/http and Echo answer it (the epoll
-// fast path only ever serves a connection's later requests).
-func inputPost(t *testing.T, s *server, path, token, body string, extra ...string) answer {
-	t.Helper()
-	return dialRaw(t, s).send(rawRequest("POST", path, token, "application/json", body, extra...))
-}
 
 // inputKeepAlive is a keep-alive connection whose first publish handed it to the epoll core,
 // so the publishes sent on it next reach the fast path (api/fastpublish.go).
@@ -146,37 +51,24 @@ func inputHistory(t *testing.T, s *server, token, channel, since string) (data [
 	if since != "" {
 		q += "&since=" + since
 	}
-	status, body := inputGet(t, s, "/v1/channels/"+url.PathEscape(channel)+"/messages"+q, token)
-	if status != 200 {
-		t.Fatalf("history of %s: %d %s", channel, status, body)
+	a := httpDo(t, "GET", s.base+"/v1/channels/"+url.PathEscape(channel)+"/messages"+q, bearer(token))
+	if a.status != 200 {
+		t.Fatalf("history of %s: %d %s", channel, a.status, a.body)
 	}
-	if !utf8.ValidString(body) {
-		t.Fatalf("history of %s is not UTF-8: %q", channel, body)
+	if !utf8.ValidString(a.body) {
+		t.Fatalf("history of %s is not UTF-8: %q", channel, a.body)
 	}
 	var page struct {
 		Messages []struct{ Data json.RawMessage }
 		Complete bool
 	}
-	if err := json.Unmarshal([]byte(body), &page); err != nil {
-		t.Fatalf("history of %s: %v: %s", channel, err, body)
+	if err := json.Unmarshal([]byte(a.body), &page); err != nil {
+		t.Fatalf("history of %s: %v: %s", channel, err, a.body)
 	}
 	for _, m := range page.Messages {
 		data = append(data, string(m.Data))
 	}
 	return data, page.Complete
-}
-
-func inputGet(t *testing.T, s *server, path, token string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", s.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
 }
 
 // TestHostileInvalidUTF8Publish sends data that is not UTF-8 on every publish path. Each is
@@ -186,7 +78,7 @@ func TestHostileInvalidUTF8Publish(t *testing.T) {
 	s := startServer(t, freePort(t))
 	const ch = "utf8"
 	path := "/v1/channels/" + ch + "/messages"
-	live := inputDialWS(t, s, s.sub)
+	live := openWS(t, s, wsOpts{bearer: s.sub})
 	live.subscribe(ch, "")
 	s.publish(ch, `"before"`)
 	if m := live.await("message"); m["data"] != "before" {
@@ -195,7 +87,9 @@ func TestHostileInvalidUTF8Publish(t *testing.T) {
 
 	bad := `{"data":` + inputBadData + `}`
 	t.Run("Echo", func(t *testing.T) {
-		if a := inputPost(t, s, path, s.pub, bad); a.status != 400 || inputProblemType(a.body) != "invalid-data" {
+		// A request on a new connection is net/http's and Echo's (the epoll fast path only
+		// ever serves a connection's later requests).
+		if a := dialRaw(t, s).send(rawRequest("POST", path, s.pub, "application/json", bad)); a.status != 400 || inputProblemType(a.body) != "invalid-data" {
 			t.Fatalf("publish: %+v; want 400 invalid-data", a)
 		}
 	})
@@ -211,7 +105,7 @@ func TestHostileInvalidUTF8Publish(t *testing.T) {
 		}
 	})
 	t.Run("batch", func(t *testing.T) {
-		a := inputPost(t, s, "/v1/messages", s.pub, `{"messages":[{"channel":"`+ch+`","data":`+inputBadData+`}]}`)
+		a := dialRaw(t, s).send(rawRequest("POST", "/v1/messages", s.pub, "application/json", `{"messages":[{"channel":"`+ch+`","data":`+inputBadData+`}]}`))
 		var res struct {
 			Results []struct{ Error *struct{ Type string } }
 		}
@@ -219,16 +113,16 @@ func TestHostileInvalidUTF8Publish(t *testing.T) {
 		if a.status != 207 || len(res.Results) != 1 || res.Results[0].Error == nil || res.Results[0].Error.Type != "invalid-data" {
 			t.Fatalf("batch of messages: %+v; want 207 with invalid-data", a)
 		}
-		a = inputPost(t, s, "/v1/messages", s.pub, `{"channels":["`+ch+`"],"data":`+inputBadData+`}`)
+		a = dialRaw(t, s).send(rawRequest("POST", "/v1/messages", s.pub, "application/json", `{"channels":["`+ch+`"],"data":`+inputBadData+`}`))
 		if a.status != 400 || inputProblemType(a.body) != "invalid-data" {
 			t.Fatalf("batch to channels: %+v; want 400 invalid-data", a)
 		}
 	})
 	t.Run("WebSocket", func(t *testing.T) {
-		w := inputDialWS(t, s, s.pub)
+		w := openWS(t, s, wsOpts{bearer: s.pub})
 		w.send([]byte(`{"type":"publish","id":1,"channel":"` + ch + `","data":` + inputBadData + `}`))
 		// A text frame that is not UTF-8 fails the connection (RFC 6455, section 8.1).
-		_, err := w.read()
+		_, err := w.readJSON()
 		var closed wsutil.ClosedError
 		if !errors.As(err, &closed) || closed.Code != 1007 {
 			t.Fatalf("publish frame: %v; want close 1007", err)
@@ -242,7 +136,7 @@ func TestHostileInvalidUTF8Publish(t *testing.T) {
 	if m := live.await("message"); m["data"] != "after" {
 		t.Fatalf("live subscriber got %v", m)
 	}
-	resumed := inputDialWS(t, s, s.sub)
+	resumed := openWS(t, s, wsOpts{bearer: s.sub})
 	if m := resumed.subscribe(ch, "0"); m["recovered"] != true {
 		t.Fatalf("resume: %v", m)
 	}
@@ -262,7 +156,7 @@ func TestHostileInvalidUTF8StoredBefore(t *testing.T) {
 	const ch = "legacy"
 	// What an older herald's publish script wrote: the previous id, the event, the data.
 	v.MustDo("XADD", "herald:{"+ch+"}:log", "*", "p", "0-0", "e", "", "d", `{"text":`+inputBadData+`}`)
-	w := inputDialWS(t, s, s.sub)
+	w := openWS(t, s, wsOpts{bearer: s.sub})
 	if m := w.subscribe(ch, "0"); m["recovered"] != true {
 		t.Fatalf("resume: %v", m)
 	}
@@ -295,53 +189,40 @@ func inputLargestID(t *testing.T, s *server) {
 	const ch = "maxid"
 	first := s.publish(ch, `"first"`)
 	for _, since := range []string{inputMaxID, "18446744073709551615-0", "18446744073709551615", "1-18446744073709551615"} {
-		status, body := inputGet(t, s, "/v1/channels/"+ch+"/messages?since="+since, s.sub)
+		a := httpDo(t, "GET", s.base+"/v1/channels/"+ch+"/messages?since="+since, bearer(s.sub))
 		if since == "1-18446744073709551615" {
 			// Below the log: everything retained.
-			if status != 200 || !strings.Contains(body, first) {
-				t.Fatalf("history since %s: %d %s", since, status, body)
+			if a.status != 200 || !strings.Contains(a.body, first) {
+				t.Fatalf("history since %s: %d %s", since, a.status, a.body)
 			}
 			continue
 		}
 		// No messages; next is the channel's position (first's id), from which to go on.
-		if status != 200 || !strings.Contains(body, `"messages":[]`) || !strings.Contains(body, `"complete":false`) ||
-			!strings.Contains(body, `"next":"`+first+`"`) {
-			t.Errorf("history since %s: %d %s; want 200, no messages, complete false", since, status, body)
+		if a.status != 200 || !strings.Contains(a.body, `"messages":[]`) || !strings.Contains(a.body, `"complete":false`) ||
+			!strings.Contains(a.body, `"next":"`+first+`"`) {
+			t.Errorf("history since %s: %d %s; want 200, no messages, complete false", since, a.status, a.body)
 		}
 	}
 
 	// WebSocket: a gap, then live messages.
-	w := inputDialWS(t, s, s.sub)
+	w := openWS(t, s, wsOpts{bearer: s.sub})
 	if m := w.subscribe(ch, inputMaxID); m["recovered"] != false {
 		t.Fatalf("WebSocket subscribe since the largest id: %v", m)
 	}
 	// SSE: a gap, then live messages.
-	req, _ := http.NewRequest("GET", s.base+"/v1/sse?channel="+ch, nil)
-	req.Header.Set("Authorization", "Bearer "+s.sub)
-	req.Header.Set("Last-Event-ID", inputMaxID)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("SSE since the largest id: %d %s", resp.StatusCode, body)
-	}
-	sse := &sseStream{resp: resp, br: bufio.NewReader(resp.Body)}
-	t.Cleanup(func() { resp.Body.Close() })
+	sse := s.openSSE("channel="+ch, inputMaxID)
 	if ev := sse.next(t); ev.name != "herald.gap" {
 		t.Fatalf("SSE since the largest id: first event %+v; want herald.gap", ev)
 	}
 	// Long-poll: the gap is reported and the cursor moves back onto the log.
-	status, body := inputGet(t, s, "/v1/poll?timeout=0&channel="+ch+"&since="+inputMaxID, s.sub)
+	a := httpDo(t, "GET", s.base+"/v1/poll?timeout=0&channel="+ch+"&since="+inputMaxID, bearer(s.sub))
 	var poll struct {
 		Cursor string
 		Gaps   []string
 	}
-	json.Unmarshal([]byte(body), &poll)
-	if status != 200 || len(poll.Gaps) != 1 || poll.Cursor != first {
-		t.Fatalf("poll since the largest id: %d %s; want 200, a gap, cursor %s", status, body, first)
+	json.Unmarshal([]byte(a.body), &poll)
+	if a.status != 200 || len(poll.Gaps) != 1 || poll.Cursor != first {
+		t.Fatalf("poll since the largest id: %d %s; want 200, a gap, cursor %s", a.status, a.body, first)
 	}
 
 	next := s.publish(ch, `"next"`)
@@ -351,9 +232,9 @@ func inputLargestID(t *testing.T, s *server) {
 	if got := messageID(t, sse.next(t).data); got != next {
 		t.Fatalf("SSE after the gap got %s, want %s", got, next)
 	}
-	status, body = inputGet(t, s, "/v1/poll?timeout=0&channel="+ch+"&since="+poll.Cursor, s.sub)
-	if status != 200 || !strings.Contains(body, next) {
-		t.Fatalf("poll from the cursor it was given: %d %s", status, body)
+	a = httpDo(t, "GET", s.base+"/v1/poll?timeout=0&channel="+ch+"&since="+poll.Cursor, bearer(s.sub))
+	if a.status != 200 || !strings.Contains(a.body, next) {
+		t.Fatalf("poll from the cursor it was given: %d %s", a.status, a.body)
 	}
 }
 
@@ -383,14 +264,14 @@ func inputIdempotencyPaths(t *testing.T, s *server, backend string) {
 	// answer was a replay.
 	paths := map[string]func(t *testing.T, token, channel string) (string, bool){
 		"Echo": func(t *testing.T, token, channel string) (string, bool) {
-			return inputCreated(t, inputPost(t, s, "/v1/channels/"+channel+"/messages", token, `{"data":1}`, "Idempotency-Key: "+key))
+			return inputCreated(t, dialRaw(t, s).send(rawRequest("POST", "/v1/channels/"+channel+"/messages", token, "application/json", `{"data":1}`, "Idempotency-Key: "+key)))
 		},
 		"keep-alive fast path": func(t *testing.T, token, channel string) (string, bool) {
 			return inputCreated(t, inputKeepAlive(t, s, token, "orders:warmup").
 				send(rawRequest("POST", "/v1/channels/"+channel+"/messages", token, "application/json", `{"data":1}`, "Idempotency-Key: "+key)))
 		},
 		"batch": func(t *testing.T, token, channel string) (string, bool) {
-			a := inputPost(t, s, "/v1/messages", token, `{"messages":[{"channel":"`+channel+`","data":1}]}`, "Idempotency-Key: "+key)
+			a := dialRaw(t, s).send(rawRequest("POST", "/v1/messages", token, "application/json", `{"messages":[{"channel":"`+channel+`","data":1}]}`, "Idempotency-Key: "+key))
 			var res struct {
 				Results []struct {
 					ID       string
@@ -403,7 +284,7 @@ func inputIdempotencyPaths(t *testing.T, s *server, backend string) {
 			return res.Results[0].ID, res.Results[0].Replayed
 		},
 		"WebSocket": func(t *testing.T, token, channel string) (string, bool) {
-			w := inputDialWS(t, s, token)
+			w := openWS(t, s, wsOpts{bearer: token})
 			w.send(map[string]any{"type": "publish", "id": 1, "channel": channel, "data": 1, "idempotency_key": key})
 			id, _ := w.await("ack")["message_id"].(string)
 			// The ack does not say whether it was a replay: history does.

@@ -30,5 +30,12 @@ package main
 //	                          configuration or store errors, cross-origin reads with the cookie
 //
 // To add a move: put it in the file of what it attacks (or a new hostile_<topic>_test.go), name
-// it TestHostile<What>, start a node with startServer/startNode, attack over a raw socket, then
-// assert on what other clients and /metrics see. Poll with waitUntil; never sleep for a result.
+// it TestHostile<What>, start a node with startServer/startNode (startServerUnder runs it under
+// prlimit or another prefix), attack, then assert on what other clients and /metrics see. The
+// tools are in hostile_kit_test.go, so a move needs no helper of its own: a raw WebSocket client
+// (dialWS/openWS with a token in the URL, as a bearer or none, and any headers; send, write any
+// clientFrame, next/nextJSON/readJSON, expect or await a type, subscribe, closed for the close
+// code), metric/mustMetric for one /metrics series (rawClient.series over a given connection),
+// httpDo/getJSON for a request. rawClient/rawRequest (keepalive_e2e_test.go) write HTTP/1.1 byte
+// for byte, cutProxy (hostile_gaps_test.go) cuts a node's link to Valkey, and lockedBuffer
+// collects a process's output. Poll with waitUntil; never sleep for a result.

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,160 +40,36 @@ func wsgToken(t *testing.T, subscribe ...string) string {
 	return tok
 }
 
-// wsgConn is a WebSocket client that writes frames byte for byte and reads every server frame.
-type wsgConn struct {
-	t    *testing.T
-	conn net.Conn
-	br   *bufio.Reader
-}
-
-// wsgDial connects with token on the upgrade request and waits for connected.
-func wsgDial(t *testing.T, s *server, token string) *wsgConn {
-	t.Helper()
-	conn, br, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if br == nil {
-		br = bufio.NewReader(conn)
-	}
-	c := &wsgConn{t: t, conn: conn, br: br}
-	if m := c.expect("connected"); m["session"] == nil {
-		t.Fatalf("connected without session: %v", m)
-	}
-	return c
-}
-
-// wsgFrame is a masked client frame.
-func wsgFrame(op ws.OpCode, payload []byte) []byte {
-	f := ws.MaskFrameInPlace(ws.NewFrame(op, true, append([]byte(nil), payload...)))
-	b, err := ws.CompileFrame(f)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-func (c *wsgConn) write(p []byte) {
-	c.t.Helper()
-	if _, err := c.conn.Write(p); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-func (c *wsgConn) send(v map[string]any) {
-	c.t.Helper()
-	b, _ := json.Marshal(v)
-	c.write(wsgFrame(ws.OpText, b))
-}
-
-// next returns the next server frame (pings are answered and skipped).
-func (c *wsgConn) next() (ws.OpCode, []byte) {
-	c.t.Helper()
-	for {
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		h, err := ws.ReadHeader(c.br)
-		if err != nil {
-			c.t.Fatalf("reading a frame header: %v", err)
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.br, payload); err != nil {
-			c.t.Fatalf("reading a frame: %v", err)
-		}
-		if h.OpCode != ws.OpPing {
-			return h.OpCode, payload
-		}
-		c.write(wsgFrame(ws.OpPong, payload))
-	}
-}
-
-// nextJSON returns the next text frame, failing on anything else.
-func (c *wsgConn) nextJSON() map[string]any {
-	c.t.Helper()
-	op, p := c.next()
-	var m map[string]any
-	if op != ws.OpText || json.Unmarshal(p, &m) != nil {
-		c.t.Fatalf("got opcode %v %q, want a JSON text frame", op, p)
-	}
-	return m
-}
-
-func (c *wsgConn) expect(typ string) map[string]any {
-	c.t.Helper()
-	m := c.nextJSON()
-	if m["type"] != typ {
-		c.t.Fatalf("got %v, want a %q frame", m, typ)
-	}
-	return m
-}
-
-// closeCode reads until the server's close frame, skipping other frames, and returns its code
-// (1005 for none).
-func (c *wsgConn) closeCode() int {
-	c.t.Helper()
-	for {
-		op, p := c.next()
-		if op != ws.OpClose {
-			continue
-		}
-		if len(p) < 2 {
-			return 1005
-		}
-		return int(binary.BigEndian.Uint16(p))
-	}
-}
-
-// wsgMetric reads one series from /metrics (name with its labels, as /metrics prints it).
-func wsgMetric(t *testing.T, s *server, name string) int {
-	t.Helper()
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("/metrics has no %s", name)
-	}
-	v, err := strconv.ParseFloat(string(m[1]), 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return int(v)
-}
-
 // wsgResetDuringSubscribes runs the attacker's loop (wsgAttack); then nothing of it may stay
 // behind: no subscription, no goroutine.
 func wsgResetDuringSubscribes(t *testing.T, s *server) {
 	// A well-behaved client first, so that what herald starts once (a broker client's
 	// connections) is part of the baseline.
-	c := wsgDial(t, s, s.sub)
+	c := openWS(t, s, wsOpts{query: s.sub})
 	c.write(wsgSubscribes())
 	for range 64 {
 		c.expect("subscribed")
 	}
 	c.conn.Close()
-	waitUntil(t, 5*time.Second, func() bool { return wsgMetric(t, s, "herald_subscriptions") == 0 },
+	waitUntil(t, 5*time.Second, func() bool { return mustMetric(t, s, "herald_subscriptions") == 0 },
 		"a closed client's subscriptions released")
 	baseline := wsgSettledGoroutines(t, s)
 
 	wsgAttack(t, s)
 	var conns, subs, goroutines int
 	waitUntil(t, 15*time.Second, func() bool {
-		conns = wsgMetric(t, s, `herald_connections{transport="websocket"}`)
-		subs, goroutines = wsgMetric(t, s, "herald_subscriptions"), wsgMetric(t, s, "go_goroutines")
+		conns = mustMetric(t, s, `herald_connections{transport="websocket"}`)
+		subs, goroutines = mustMetric(t, s, "herald_subscriptions"), mustMetric(t, s, "go_goroutines")
 		// A little slack: the runtime and net/http come and go on their own.
 		return conns == 0 && subs == 0 && goroutines <= baseline+3
 	}, "every connection gone, no subscription and the goroutines back to %d; have %s connections, %s subscriptions, %s goroutines",
 		baseline, func() string { return strconv.Itoa(conns) }, func() string { return strconv.Itoa(subs) },
 		func() string { return strconv.Itoa(goroutines) })
 	// The node still serves, and counts exactly its one subscription.
-	c = wsgDial(t, s, s.sub)
+	c = openWS(t, s, wsOpts{query: s.sub})
 	c.send(map[string]any{"type": "subscribe", "id": 1, "channel": "wsg:after"})
 	c.expect("subscribed")
-	if n := wsgMetric(t, s, "herald_subscriptions"); n != 1 {
+	if n := mustMetric(t, s, "herald_subscriptions"); n != 1 {
 		t.Fatalf("%d subscriptions with one client subscribed to one channel", n)
 	}
 }
@@ -210,7 +80,7 @@ func wsgSettledGoroutines(t *testing.T, s *server) int {
 	t.Helper()
 	prev, n := -1, 0
 	waitUntil(t, 10*time.Second, func() bool {
-		prev, n = n, wsgMetric(t, s, "go_goroutines")
+		prev, n = n, mustMetric(t, s, "go_goroutines")
 		return n == prev
 	}, "herald's goroutine count settles")
 	return n
@@ -220,7 +90,7 @@ func wsgSettledGoroutines(t *testing.T, s *server) int {
 func wsgSubscribes() []byte {
 	var b []byte
 	for j := range 64 {
-		b = append(b, wsgFrame(ws.OpText, fmt.Appendf(nil, `{"type":"subscribe","id":%d,"channel":"wsg:%d"}`, j, j))...)
+		b = append(b, clientFrame(ws.OpText, fmt.Appendf(nil, `{"type":"subscribe","id":%d,"channel":"wsg:%d"}`, j, j))...)
 	}
 	return b
 }
@@ -230,15 +100,10 @@ func wsgSubscribes() []byte {
 func wsgAttack(t *testing.T, s *server) {
 	flood := wsgSubscribes()
 	for range 150 {
-		conn, _, _, err := ws.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := conn.Write(flood); err != nil {
-			t.Fatal(err)
-		}
-		conn.(*net.TCPConn).SetLinger(0) // close sends a reset
-		conn.Close()
+		c := dialWS(t, s, wsOpts{query: s.sub})
+		c.write(flood)
+		c.conn.(*net.TCPConn).SetLinger(0) // close sends a reset
+		c.conn.Close()
 	}
 }
 
@@ -256,38 +121,37 @@ func TestHostileResetDuringSubscribesLeaksNothingValkey(t *testing.T) {
 func TestHostileFloodsEndIn4029(t *testing.T) {
 	s := wsgStart(t)
 	subscribe := func(channel string) []byte {
-		return wsgFrame(ws.OpText, []byte(`{"type":"subscribe","channel":"`+channel+`"}`))
+		return clientFrame(ws.OpText, []byte(`{"type":"subscribe","channel":"`+channel+`"}`))
 	}
 	for _, tc := range []struct {
 		name  string
 		token string
-		setup func(c *wsgConn)
+		setup func(c *wsClient)
 		frame []byte
 	}{
 		{"forbidden subscribes", wsgToken(t, "wsg:mine"), nil, subscribe("wsg:theirs")},
-		{"duplicate subscribes", s.sub, func(c *wsgConn) {
+		{"duplicate subscribes", s.sub, func(c *wsClient) {
 			c.send(map[string]any{"type": "subscribe", "channel": "wsg:dup"})
 			c.expect("subscribed")
 		}, subscribe("wsg:dup")},
-		{"ping control frames", s.sub, nil, wsgFrame(ws.OpPing, []byte("x"))},
-		{"pong control frames", s.sub, nil, wsgFrame(ws.OpPong, nil)},
+		{"ping control frames", s.sub, nil, clientFrame(ws.OpPing, []byte("x"))},
+		{"pong control frames", s.sub, nil, clientFrame(ws.OpPong, nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := wsgDial(t, s, tc.token)
-			c.t = t
+			c := openWS(t, s, wsOpts{query: tc.token})
 			if tc.setup != nil {
 				tc.setup(c)
 			}
 			// One write, so the whole flood is in herald's hands when it closes (see
 			// TestWebSocketFloodIsRateLimited in the gateway).
 			c.write([]byte(strings.Repeat(string(tc.frame), 300)))
-			if code := c.closeCode(); code != 4029 {
+			if code, _ := c.closed(); code != 4029 {
 				t.Fatalf("closed with %d, want 4029", code)
 			}
 		})
 	}
 	// Successful subscribes stay exempt: more of them than the limit are all answered.
-	c := wsgDial(t, s, s.sub)
+	c := openWS(t, s, wsOpts{query: s.sub})
 	var many []byte
 	for j := range 128 {
 		many = append(many, subscribe("wsg:ok"+strconv.Itoa(j))...)
@@ -302,7 +166,7 @@ func TestHostileFloodsEndIn4029(t *testing.T) {
 // subscriptions the new token does not allow, each with an error frame, and their messages stop.
 func TestHostileNarrowerTokenEndsSubscriptions(t *testing.T) {
 	s := wsgStart(t)
-	c := wsgDial(t, s, wsgToken(t, "wsg:*"))
+	c := openWS(t, s, wsOpts{query: wsgToken(t, "wsg:*")})
 	for i, ch := range []string{"wsg:kept", "wsg:lost"} {
 		c.send(map[string]any{"type": "subscribe", "id": i, "channel": ch})
 		c.expect("subscribed")
@@ -335,17 +199,8 @@ func TestHostileNarrowerTokenEndsSubscriptions(t *testing.T) {
 // wsgSubscribers reads a channel's subscriber count from the HTTP API.
 func wsgSubscribers(t *testing.T, s *server, channel string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", s.base+"/v1/channels/"+channel, nil)
-	req.Header.Set("Authorization", "Bearer "+s.pub)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var info struct{ Subscribers int }
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&info) != nil {
-		t.Fatalf("channel info: %d", resp.StatusCode)
-	}
+	getJSON(t, s, "/v1/channels/"+channel, s.pub, &info)
 	return info.Subscribers
 }
 
@@ -382,10 +237,9 @@ func TestHostileInvalidCloseCodesAnswered1002(t *testing.T) {
 		{"4999", code(4999, []byte("é")...), 4999},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := wsgDial(t, s, s.sub)
-			c.t = t
-			c.write(wsgFrame(ws.OpClose, tc.payload))
-			if got := c.closeCode(); got != tc.want {
+			c := openWS(t, s, wsOpts{query: s.sub})
+			c.write(clientFrame(ws.OpClose, tc.payload))
+			if got, _ := c.closed(); int(got) != tc.want {
 				t.Fatalf("answered with %d, want %d", got, tc.want)
 			}
 		})

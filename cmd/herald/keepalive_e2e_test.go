@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -97,19 +98,15 @@ func (c *rawClient) send(raw string) answer {
 	return c.read()
 }
 
+// httpConnections is herald_connections{transport="http"}: keep-alive connections the epoll
+// core holds ("" when /metrics has no such series).
 func httpConnections(t *testing.T, s *server) string {
 	t.Helper()
-	resp, err := http.Get(s.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`herald_connections\{transport="http"\} (\d+)`).FindSubmatch(b)
-	if m == nil {
+	v, ok := metric(t, s, `herald_connections{transport="http"}`)
+	if !ok {
 		return ""
 	}
-	return string(m[1])
+	return strconv.Itoa(int(v))
 }
 
 func TestKeepAlivePublishesAnsweredAlikeOnBothPaths(t *testing.T) {
