@@ -46,9 +46,11 @@ type StateChange struct {
 	State     State
 	Transport Transport
 	// Err says why the connection ended or failed (Disconnected): a *CloseError, a *ProblemError
-	// (the handshake was refused), ErrDeadConnection, ErrTokenExpired, a network error...
+	// (the handshake was refused; 429 or 503: the node refused for its load, which is not
+	// final), ErrDeadConnection, ErrTokenExpired, a network error...
 	Err error
-	// RetryIn is the delay before the next attempt (Disconnected).
+	// RetryIn is the delay before the next attempt (Disconnected). After a 429 or 503 it is never
+	// less than the problem's RetryAfter.
 	RetryIn time.Duration
 }
 
