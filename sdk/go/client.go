@@ -46,9 +46,11 @@ type StateChange struct {
 	State     State
 	Transport Transport
 	// Err says why the connection ended or failed (Disconnected): a *CloseError, a *ProblemError
-	// (the handshake was refused), ErrDeadConnection, ErrTokenExpired, a network error...
+	// (the handshake was refused; 429 or 503: the node refused for its load, which is not
+	// final), ErrDeadConnection, ErrTokenExpired, a network error...
 	Err error
-	// RetryIn is the delay before the next attempt (Disconnected).
+	// RetryIn is the delay before the next attempt (Disconnected). After a 429 or 503 it is never
+	// less than the problem's RetryAfter.
 	RetryIn time.Duration
 }
 
@@ -337,12 +339,15 @@ func (c *Client) retryDelay(err error, b *backoff) time.Duration {
 	var (
 		ce   *CloseError
 		hint *reconnectHint
+		pe   *ProblemError
 	)
 	switch {
 	case errors.Is(err, errReopen):
 		return 0 // the SSE channel set changed: nothing failed
 	case errors.As(err, &hint):
 		return hint.after
+	case errors.As(err, &pe) && pe.overloaded():
+		return refusalDelay(pe.RetryAfter, b.next())
 	case errors.As(err, &ce):
 		switch ce.Code {
 		case 1001, 1012:
@@ -358,6 +363,17 @@ func (c *Client) retryDelay(err error, b *backoff) time.Duration {
 		return jitter(c.cfg.reconnect.Initial)
 	}
 	return b.next()
+}
+
+// refusalDelay is the wait after the server refused to connect for its load (429, 503): the
+// backoff delay, but never shorter than the Retry-After, and past it by a random share of a
+// quarter of it, so that the clients a node refused in the same instant do not all come back in
+// the same instant either.
+func refusalDelay(retryAfter, backoff time.Duration) time.Duration {
+	if retryAfter <= 0 {
+		return backoff
+	}
+	return max(backoff, retryAfter+jitter(retryAfter/4))
 }
 
 // reconnectAfter reads the "reconnect_after_ms=N" reason of a shutdown close.

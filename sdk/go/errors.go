@@ -57,6 +57,13 @@ func (e *ProblemError) Error() string {
 // Temporary reports whether retrying the same request later may succeed (429, 502, 503, 504).
 func (e *ProblemError) Temporary() bool { return retryableStatus(e.Status) }
 
+// overloaded reports whether the server refused for its load: 503 (the node is full, or its
+// store is down) or 429 (this client connects too much). The answer to it is to wait for the
+// Retry-After and try again, the same request on the same transport.
+func (e *ProblemError) overloaded() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
+}
+
 func retryableStatus(status int) bool {
 	switch status {
 	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:

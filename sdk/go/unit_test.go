@@ -150,6 +150,22 @@ func TestReconnectAfter(t *testing.T) {
 	}
 }
 
+// A refusal's delay is the backoff's, never under the Retry-After, and spread over a quarter of
+// it past the Retry-After.
+func TestRefusalDelay(t *testing.T) {
+	for range 200 {
+		if d := refusalDelay(2*time.Second, 100*time.Millisecond); d < 2*time.Second || d > 2500*time.Millisecond {
+			t.Fatalf("Retry-After 2s, backoff 100ms: %v, want 2s-2.5s", d)
+		}
+	}
+	if d := refusalDelay(2*time.Second, 10*time.Second); d != 10*time.Second {
+		t.Errorf("Retry-After 2s, backoff 10s: %v, want the backoff", d)
+	}
+	if d := refusalDelay(0, 300*time.Millisecond); d != 300*time.Millisecond {
+		t.Errorf("no Retry-After: %v, want the backoff", d)
+	}
+}
+
 func TestProblemFromBody(t *testing.T) {
 	h := http.Header{"Content-Type": {"application/problem+json"}, "Retry-After": {"1"}}
 	p := problemFromBody(503, h, strings.NewReader(`{"type":"unavailable","title":"Service Unavailable","status":503,"detail":"store down"}`))

@@ -24,3 +24,14 @@ export class Backoff {
     this.attempt = 0;
   }
 }
+
+/**
+ * The wait after the node refused a connection for its load (429, 503): the backoff delay, but
+ * never shorter than the server's Retry-After, and past it by a random share of a quarter of it,
+ * so that the clients a node refused in the same instant do not all come back in the same
+ * instant either.
+ */
+export function refusalDelay(retryAfterMs: number | undefined, backoffMs: number): number {
+  if (retryAfterMs === undefined || !(retryAfterMs > 0)) return backoffMs;
+  return Math.max(backoffMs, retryAfterMs + Math.floor((Math.random() * retryAfterMs) / 4));
+}

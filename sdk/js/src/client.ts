@@ -1,6 +1,6 @@
-import { Backoff } from './backoff.js';
+import { Backoff, refusalDelay } from './backoff.js';
 import { Emitter } from './emitter.js';
-import { HeraldError, problemError } from './errors.js';
+import { HeraldError, problemError, refusedStatus } from './errors.js';
 import { compareIds, splitCursor, validChannel } from './ids.js';
 import { PollTransport } from './poll.js';
 import { EventSourceTransport, FetchSSETransport } from './sse.js';
@@ -312,8 +312,8 @@ export class HeraldClient {
       return;
     }
     const error = failure?.error;
-    if (error && error.code !== 'network' && error.code !== 'timeout' && error.code !== 'going-away') this.report([error]);
-    const delay = failure?.retryAfterMs ?? this.backoff.next();
+    if (error && error.code !== 'network' && error.code !== 'timeout' && error.code !== 'going-away' && !refusedStatus(error.status)) this.report([error]);
+    const delay = refusedStatus(error?.status) ? refusalDelay(failure?.retryAfterMs, this.backoff.next()) : (failure?.retryAfterMs ?? this.backoff.next());
     this.setState('disconnected', { retryInMs: delay, ...(error ? { error, reason: error.message } : {}), ...(error?.status ? { code: error.status } : {}) });
     this.retryTimer = setTimeout(() => void this.round(), delay);
   }
@@ -348,8 +348,9 @@ export class HeraldClient {
     clearTimeout(this.probeTimer);
     this.probing?.close();
     this.probing = undefined;
-    if (info.error && info.error.code !== 'network' && info.error.code !== 'token-expired') this.report([info.error]);
-    const delay = info.delayMs ?? this.backoff.next();
+    const refused = refusedStatus(info.error?.status);
+    if (info.error && info.error.code !== 'network' && info.error.code !== 'token-expired' && !refused) this.report([info.error]);
+    const delay = refused ? refusalDelay(info.error?.retryAfterMs, this.backoff.next()) : (info.delayMs ?? this.backoff.next());
     const ev: Omit<ConnectionEvent, 'state'> = { transport: t.name, retryInMs: delay };
     if (info.code !== undefined) ev.code = info.code;
     if (info.reason !== undefined) ev.reason = info.reason;
@@ -381,10 +382,11 @@ export class HeraldClient {
       this.probing = t;
       try {
         await t.open();
-      } catch {
+      } catch (err) {
         if (this.probing === t) this.probing = undefined;
-        this.demotedUntil.set(name, Date.now() + this.upgradeRetryMs);
         if (this.active !== from) return;
+        if (err instanceof OpenError && !err.transportFailure) break; // herald answered (a refusal, say): the way is not blocked
+        this.demotedUntil.set(name, Date.now() + this.upgradeRetryMs);
         continue;
       }
       if (this.probing !== t || this.active !== from) {

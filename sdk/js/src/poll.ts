@@ -1,5 +1,6 @@
-import { HeraldError, problemError } from './errors.js';
-import { blockedStatus, endpoint, gapReason, networkError, OpenError, retryAfterMs, sleep, type Host, type Transport } from './transport.js';
+import { Backoff, refusalDelay } from './backoff.js';
+import { HeraldError, problemError, refusedStatus } from './errors.js';
+import { blockedStatus, endpoint, gapReason, networkError, OpenError, sleep, type Host, type Transport } from './transport.js';
 import type { FetchLike, GapReason, HeraldMessage } from './types.js';
 
 export interface PollResponse {
@@ -36,11 +37,7 @@ export async function pollOnce(
     } catch (err) {
       throw networkError(err, 'poll');
     }
-    if (!res.ok) {
-      const err = await problemError(res, 'poll');
-      (err as { retryAfterMs?: number }).retryAfterMs = retryAfterMs(res);
-      throw err;
-    }
+    if (!res.ok) throw await problemError(res, 'poll');
     let body: PollResponse;
     try {
       body = (await res.json()) as PollResponse;
@@ -71,6 +68,9 @@ export class PollTransport implements Transport {
   private first: { channels: string[]; resp: PollResponse } | undefined;
   private quick = 0; // answers asked for at once in a row (never more than 2: no tight loop)
   private wake: (() => void) | undefined;
+  /** Spaces the polls the node refuses in a row (429, 503) when it gives no Retry-After. */
+  private readonly refusals = new Backoff({ initialDelayMs: 1000, maxDelayMs: 30_000 });
+  private readonly done = new AbortController(); // aborted by close
 
   constructor(
     private readonly host: Host,
@@ -90,7 +90,7 @@ export class PollTransport implements Transport {
     } catch (err) {
       const e = err instanceof HeraldError ? err : networkError(err, 'poll');
       const transport = e.code === 'network' || (e.status !== undefined && blockedStatus(e.status));
-      throw new OpenError(transport, e, (e as { retryAfterMs?: number }).retryAfterMs);
+      throw new OpenError(transport, e, e.retryAfterMs);
     }
   }
 
@@ -109,6 +109,7 @@ export class PollTransport implements Transport {
 
   close(): void {
     this.closed = true;
+    this.done.abort();
     this.ac?.abort();
     this.wake?.();
   }
@@ -150,8 +151,11 @@ export class PollTransport implements Transport {
           this.token = undefined; // a fresh token on the next request
           continue;
         }
-        if (e.status === 429 || e.status === 503) {
-          await sleep((e as { retryAfterMs?: number }).retryAfterMs ?? 1000);
+        if (refusedStatus(e.status)) {
+          // The node is full or this client polls too fast. The position is kept and nothing is
+          // lost: poll again after the backoff delay, never before the Retry-After.
+          // A change of channels does not cut the wait short; close does.
+          await sleep(refusalDelay(e.retryAfterMs, this.refusals.next()), this.done.signal);
           continue;
         }
         if (e.status === 400 || e.status === 403) {
@@ -161,6 +165,7 @@ export class PollTransport implements Transport {
         return;
       }
       authRetried = false;
+      this.refusals.reset();
       if (this.closed) return;
       this.process(channels, resp);
     }

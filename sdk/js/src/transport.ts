@@ -1,4 +1,4 @@
-import { HeraldError } from './errors.js';
+import { HeraldError, parseRetryAfter, refusedStatus } from './errors.js';
 import type { FetchLike, GapReason, HeraldMessage, TransportName } from './types.js';
 
 /** Why opening a transport failed. */
@@ -6,7 +6,8 @@ export class OpenError extends Error {
   /**
    * True when the transport itself could not get through (no socket, a refused upgrade, a proxy
    * in the way): the client then tries the next transport at once. False when the server
-   * answered and said no (bad token, shutting down): other transports would fare no better.
+   * answered and said no (bad token, shutting down, 429/503: refused for its load): other
+   * transports would fare no better.
    */
   readonly transportFailure: boolean;
   readonly error: HeraldError;
@@ -28,6 +29,10 @@ export interface LostInfo {
   reason?: string;
   /** The server's reconnect hint: 0 reconnects at once. Undefined: the client's backoff decides. */
   delayMs?: number;
+  /**
+   * Why it ended. An error whose status is 429 or 503 is a refusal for the node's load: the
+   * client waits the backoff delay, and never less than the error's retryAfterMs.
+   */
   error?: HeraldError;
 }
 
@@ -96,21 +101,18 @@ export function endpoint(base: string, path: string, query?: URLSearchParams): s
   return u.toString();
 }
 
-/** Reads a Retry-After header (seconds) into ms. */
+/** Reads a Retry-After header (seconds or an HTTP date) into ms. */
 export function retryAfterMs(res: Response): number | undefined {
-  const v = res.headers.get('Retry-After');
-  if (!v) return undefined;
-  const n = Number(v);
-  if (Number.isFinite(n) && n >= 0) return n * 1000;
-  const t = Date.parse(v);
-  return Number.isNaN(t) ? undefined : Math.max(0, t - Date.now());
+  return parseRetryAfter(res.headers.get('Retry-After'));
 }
 
 /** Whether an HTTP status means the transport is blocked on the way (so the next one may work). */
 export function blockedStatus(status: number): boolean {
-  // 401, 403 and 400 come from herald itself; 503 is herald draining or its broker down.
-  // Anything else (404, 405, 426, 502, 504, ...) is a proxy or a server that does not speak it.
-  return ![400, 401, 403, 429, 503].includes(status);
+  // 401, 403 and 400 come from herald itself; 429 and 503 are herald refusing for its load (a
+  // full node, a client connecting too fast, draining, its broker down): the same transport is
+  // tried again after the Retry-After. Anything else (404, 405, 426, 502, 504, ...) is a proxy
+  // or a server that does not speak it.
+  return ![400, 401, 403].includes(status) && !refusedStatus(status);
 }
 
 export function networkError(err: unknown, transport: TransportName): HeraldError {

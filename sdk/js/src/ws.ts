@@ -1,4 +1,4 @@
-import { HeraldError } from './errors.js';
+import { HeraldError, parseRetryAfter, problemFromText, refusedStatus } from './errors.js';
 import { endpoint, gapReason, networkError, OpenError, type Host, type LostInfo, type Transport } from './transport.js';
 import type { WebSocketConstructor, WebSocketLike } from './types.js';
 
@@ -113,6 +113,9 @@ export class WebSocketTransport implements Transport {
       }
       this.ws = ws;
       ws.onerror = () => {}; // the close event that follows says what happened
+      // The ws package (Node.js) shows the answer to an upgrade it did not get; a browser's
+      // WebSocket hides it, and a refusal there looks like the network failing (see onclose).
+      onRefusedUpgrade(ws, (err) => fail(new OpenError(!refusedStatus(err.status), err, err.retryAfterMs)));
       ws.onopen = () => {
         opened = true;
         this.lastRecv = Date.now();
@@ -334,6 +337,51 @@ export class WebSocketTransport implements Transport {
     }
     if (silent >= limit / 3) this.send({ type: 'ping', id: this.request({ type: 'ping' }) });
   }
+}
+
+/** The part of the `ws` package's WebSocket (an EventEmitter) that shows a refused upgrade. */
+interface NodeWebSocket {
+  on(event: 'unexpected-response', listener: (req: unknown, res: NodeResponse) => void): unknown;
+}
+
+/** The part of Node.js's http.IncomingMessage read from a refused upgrade. */
+interface NodeResponse {
+  statusCode?: number;
+  headers: Record<string, string | string[] | undefined>;
+  on(event: 'data', listener: (chunk: { toString(): string; length: number }) => void): unknown;
+  on(event: 'end' | 'close' | 'error' | 'aborted', listener: () => void): unknown;
+}
+
+/** The most of a refused upgrade's body that is read (herald's problem documents are far smaller). */
+const MAX_REFUSAL_BODY = 64 << 10;
+
+/**
+ * With the ws package, calls refused with the server's answer when it does not upgrade: its
+ * status, problem document and Retry-After. Without a listener, ws would report only "Unexpected
+ * server response" and a 1006 close. The caller closes the socket, which aborts the request.
+ */
+function onRefusedUpgrade(ws: WebSocketLike, refused: (err: HeraldError) => void): void {
+  const node = ws as unknown as Partial<NodeWebSocket>;
+  if (typeof node.on !== 'function') return;
+  node.on('unexpected-response', (_req, res) => {
+    const status = res.statusCode ?? 0;
+    const ra = res.headers['retry-after'];
+    const retryAfter = parseRetryAfter(Array.isArray(ra) ? ra[0] : ra);
+    let body = '';
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      refused(problemFromText(status, body, retryAfter, 'websocket'));
+    };
+    res.on('data', (chunk) => {
+      if (body.length < MAX_REFUSAL_BODY) body += chunk.toString();
+    });
+    res.on('end', finish);
+    res.on('close', finish);
+    res.on('aborted', finish);
+    res.on('error', finish);
+  });
 }
 
 function parseFrame(data: unknown): ServerFrame | undefined {

@@ -127,3 +127,51 @@ test('browser: WebSocket, SSE through an upgrade-refusing proxy, long-poll, all 
   assert.equal(r.sse.transport, 'sse');
   assert.deepEqual(pageErrors, [], 'no uncaught exception in the page');
 });
+
+// A browser's WebSocket cannot see why an upgrade failed: a node at --max-connections refuses it
+// with 503 and the page sees a close 1006. The client moves on to SSE, whose refusal (and its
+// Retry-After, exposed to other origins) it can read, waits for it, and then connects again from
+// the WebSocket.
+test('browser: a node at its connection limit: the refusal is read from SSE and waited out', { timeout: 30_000 }, async () => {
+  const full = new Herald({ args: ['--max-connections', '1'] });
+  await full.start();
+  try {
+    const hold = new AbortController();
+    const held = await fetch(full.url + '/v1/sse?channel=browser:hold', {
+      headers: { Authorization: 'Bearer ' + mintToken(), Accept: 'text/event-stream' },
+      signal: hold.signal,
+    });
+    assert.equal(held.status, 200, 'the stream holding the one slot');
+    await page.evaluate(async (url) => {
+      const { HeraldClient } = await import('/dist/index.js');
+      const out = { states: [], messages: [], errors: [] };
+      window.__refusal = out;
+      const client = new HeraldClient({ url, getToken: () => fetch('/token').then((r) => r.text()), reconnect: { initialDelayMs: 50, maxDelayMs: 500 } });
+      window.__refusalClient = client;
+      client.on('state', (e) =>
+        out.states.push({ state: e.state, transport: e.transport, retryInMs: e.retryInMs, at: Date.now(), error: e.error && { code: e.error.code, status: e.error.status, transport: e.error.transport, retryAfterMs: e.error.retryAfterMs } }),
+      );
+      client.on('error', (e) => out.errors.push(e.code));
+      client.subscribe('browser:refused', (m) => out.messages.push(m.data));
+    }, full.url);
+    const refusal = () => page.evaluate(() => JSON.parse(JSON.stringify(window.__refusal)));
+    await page.waitForFunction(() => window.__refusal.states.some((s) => s.state === 'disconnected'), null, { timeout: 10_000 });
+    const first = (await refusal()).states.find((s) => s.state === 'disconnected');
+    assert.deepEqual({ ...first.error, retryAfterMs: undefined }, { code: 'over-capacity', status: 503, transport: 'sse', retryAfterMs: undefined }, 'heard over SSE');
+    assert.ok(first.error.retryAfterMs >= 1000 && first.retryInMs >= first.error.retryAfterMs, JSON.stringify(first));
+    hold.abort();
+
+    await page.waitForFunction(() => window.__refusalClient.state === 'connected', null, { timeout: 10_000 });
+    const r = await refusal();
+    const next = r.states.find((s) => s.at >= first.at && s.state === 'connecting');
+    assert.ok(next.at - first.at >= first.error.retryAfterMs, `next attempt ${next.at - first.at} ms after the refusal`);
+    assert.equal(r.states.at(-1).transport, 'websocket', 'back on the WebSocket: nothing was demoted');
+    assert.deepEqual(r.errors, [], 'a refusal is a state, not an error');
+    await page.waitForFunction(() => window.__refusalClient.lastId('browser:refused') !== undefined, null, { timeout: 10_000 });
+    await full.publish('browser:refused', 'after');
+    await page.waitForFunction(() => window.__refusal.messages.length === 1, null, { timeout: 10_000 });
+  } finally {
+    await page.evaluate(() => window.__refusalClient?.close());
+    await full.stop();
+  }
+});
