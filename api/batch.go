@@ -49,6 +49,12 @@ type batchResponse struct {
 // is 201 when every message was stored and 207 otherwise. An Idempotency-Key on the request
 // gives message i the key "<key>#<i>", so a retry of the same batch stores only what is missing
 // (keys are the credential's own: see auth.Claims.IdempotencyKey).
+//
+// Under a publish rate limit each message that passed its checks costs a token. A batch the
+// credential's bucket holds no token for answers the whole 429; one it holds fewer tokens for
+// stores its first messages and gives the rest the rate-limited problem in their results (a 207
+// with Retry-After), which a retry with the same Idempotency-Key stores without repeating the
+// first.
 func (s *server) publishBatch(c echo.Context) (err error) {
 	defer s.countPublishError(&err)
 	claims, err := s.authenticate(c)
@@ -67,18 +73,22 @@ func (s *server) publishBatch(c echo.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	results := s.storeBatch(c, claims, key, items)
+	results, p := s.storeBatch(c, claims, key, items)
+	if p != nil {
+		return p
+	}
 
-	status := http.StatusCreated
+	status, retry := http.StatusCreated, 0
 	for _, r := range results {
 		if r.Error == nil {
 			continue
 		}
 		status = http.StatusMultiStatus
 		s.metrics.PublishErrors.WithLabelValues(publishErrorReason(r.Error)).Inc()
-		if r.Error.RetryAfter > 0 {
-			c.Response().Header().Set("Retry-After", "1")
-		}
+		retry = max(retry, r.Error.RetryAfterSeconds())
+	}
+	if retry > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retry))
 	}
 	return writeJSON(c, status, batchResponse{Results: results})
 }
@@ -115,8 +125,10 @@ func (s *server) batchItems(b *batchRequest) ([]batchMessage, error) {
 	return items, nil
 }
 
-// storeBatch checks each message and stores those that pass in one broker call.
-func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, items []batchMessage) []batchResult {
+// storeBatch checks each message and stores those that pass (and the credential's rate allows)
+// in one broker call. It returns the problem of the whole request instead when the rate allows
+// none of them.
+func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, items []batchMessage) ([]batchResult, *problem.Details) {
 	results := make([]batchResult, len(items))
 	key = claims.IdempotencyKey(key) // the credential's, before each message's "#<i>"
 	reqs := make([]broker.PublishRequest, 0, len(items))
@@ -135,14 +147,22 @@ func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, ite
 		index = append(index, i)
 	}
 	if len(reqs) == 0 {
-		return results
+		return results, nil
 	}
+	granted, p := s.limiter.Take(claims.Identity(), len(reqs))
+	if granted == 0 {
+		return nil, p
+	}
+	for _, i := range index[granted:] {
+		results[i].Error = p
+	}
+	reqs, index = reqs[:granted], index[:granted]
 	ctx := c.Request().Context()
 	if err := s.awaitFanOut(ctx); err != nil {
 		for _, i := range index {
 			results[i].Error = err
 		}
-		return results
+		return results, nil
 	}
 	res, errs := s.broker.PublishBatch(ctx, reqs)
 	for j, i := range index {
@@ -159,7 +179,7 @@ func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, ite
 			}
 		}
 	}
-	return results
+	return results, nil
 }
 
 // checkBatchMessage validates one message of a batch and the token's right to publish it.
