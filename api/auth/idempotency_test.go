@@ -100,7 +100,7 @@ func TestIdentityIsTheCredentials(t *testing.T) {
 	if again := idOf(MintClaims{Subject: "backend", Publish: []string{"x"}, NotBefore: time.Now().Add(-time.Minute)}); again != backend {
 		t.Fatal("a re-minted token of the same subject has another identity")
 	}
-	if verifiedIdentity(t, v, "backend-key-1") != verifiedIdentity(t, v, "backend-key-1") {
+	if first := verifiedIdentity(t, v, "backend-key-1"); verifiedIdentity(t, v, "backend-key-1") != first {
 		t.Fatal("an API key's identity is not stable")
 	}
 	seen := map[Identity]string{backend: "backend", {}: "the zero identity"}
