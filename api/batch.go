@@ -50,11 +50,10 @@ type batchResponse struct {
 // gives message i the key "<key>#<i>", so a retry of the same batch stores only what is missing
 // (keys are the credential's own: see auth.Claims.IdempotencyKey).
 //
-// Under a publish rate limit each message that passed its checks costs a token. A batch the
-// credential's bucket holds no token for answers the whole 429; one it holds fewer tokens for
-// stores its first messages and gives the rest the rate-limited problem in their results (a 207
-// with Retry-After), which a retry with the same Idempotency-Key stores without repeating the
-// first.
+// Under a publish rate limit each message that passed its checks costs a token, and the batch
+// passes whole or not at all (a 429 for the whole request; see admission.PublishLimiter.Take).
+// A batch is never cut at the limit: a client could not tell which part to resend, and one
+// resent with its Idempotency-Key would spend its tokens on the part already stored.
 func (s *server) publishBatch(c echo.Context) (err error) {
 	defer s.countPublishError(&err)
 	claims, err := s.authenticate(c)
@@ -78,17 +77,16 @@ func (s *server) publishBatch(c echo.Context) (err error) {
 		return p
 	}
 
-	status, retry := http.StatusCreated, 0
+	status := http.StatusCreated
 	for _, r := range results {
 		if r.Error == nil {
 			continue
 		}
 		status = http.StatusMultiStatus
 		s.metrics.PublishErrors.WithLabelValues(publishErrorReason(r.Error)).Inc()
-		retry = max(retry, r.Error.RetryAfterSeconds())
-	}
-	if retry > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(retry))
+		if r.Error.RetryAfter > 0 {
+			c.Response().Header().Set("Retry-After", "1")
+		}
 	}
 	return writeJSON(c, status, batchResponse{Results: results})
 }
@@ -125,9 +123,8 @@ func (s *server) batchItems(b *batchRequest) ([]batchMessage, error) {
 	return items, nil
 }
 
-// storeBatch checks each message and stores those that pass (and the credential's rate allows)
-// in one broker call. It returns the problem of the whole request instead when the rate allows
-// none of them.
+// storeBatch checks each message and stores those that pass in one broker call. It returns the
+// problem of the whole request instead when the credential's publish rate does not allow them.
 func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, items []batchMessage) ([]batchResult, *problem.Details) {
 	results := make([]batchResult, len(items))
 	key = claims.IdempotencyKey(key) // the credential's, before each message's "#<i>"
@@ -149,14 +146,9 @@ func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, ite
 	if len(reqs) == 0 {
 		return results, nil
 	}
-	granted, p := s.limiter.Take(claims.Identity(), len(reqs))
-	if granted == 0 {
+	if p := s.limiter.Take(claims.Identity(), len(reqs)); p != nil {
 		return nil, p
 	}
-	for _, i := range index[granted:] {
-		results[i].Error = p
-	}
-	reqs, index = reqs[:granted], index[:granted]
 	ctx := c.Request().Context()
 	if err := s.awaitFanOut(ctx); err != nil {
 		for _, i := range index {

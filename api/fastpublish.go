@@ -120,7 +120,7 @@ func (s *server) ServeFast(r *http1.Request, dst []byte) (out []byte, ok bool) {
 	}
 	// From here on the request is the fast path's to answer. The checks that follow are the
 	// publish handler's, in its order.
-	if _, p := s.limiter.Take(claims.Identity(), 1); p != nil {
+	if p := s.limiter.Take(claims.Identity(), 1); p != nil {
 		return s.fastProblem(dst, r, p, start), true
 	}
 	if p := s.awaitFanOut(ctx); p != nil {

@@ -65,7 +65,7 @@ func (s *server) publish(c echo.Context) (err error) {
 	}
 	// The rate is checked last of all checks, so that only a publish that would be stored
 	// spends a token, and before the wait for the fan-out, so that a refused one waits for nothing.
-	if _, p := s.limiter.Take(claims.Identity(), 1); p != nil {
+	if p := s.limiter.Take(claims.Identity(), 1); p != nil {
 		return p
 	}
 	ctx := c.Request().Context()

@@ -484,7 +484,7 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, code, msg), nil)
 		return
 	}
-	if _, p := s.gw.cfg.PublishLimiter.Take(claims.Identity(), 1); p != nil {
+	if p := s.gw.cfg.PublishLimiter.Take(claims.Identity(), 1); p != nil {
 		s.gw.metrics.PublishErrors.WithLabelValues("rate_limited").Inc()
 		s.write(rateLimitedFrame(f.ID, p.RetryAfter), nil)
 		return

@@ -51,14 +51,14 @@ func newBucketTable[K comparable](rate float64, burst, max int) *bucketTable[K] 
 // take takes a token for key at now. When the bucket is empty it takes nothing and says how
 // long until it holds a token again.
 func (t *bucketTable[K]) take(key K, now time.Time) (ok bool, wait time.Duration) {
-	got, wait := t.takeN(key, 1, now)
-	return got == 1, wait
+	return t.takeN(key, 1, now)
 }
 
-// takeN takes up to n tokens for key at now, as many whole tokens as the bucket holds, and
-// returns how many it took. When it took fewer than n it also says how long until the bucket
-// holds the rest (at most a full bucket's worth: a bucket never holds more).
-func (t *bucketTable[K]) takeN(key K, n int, now time.Time) (got int, wait time.Duration) {
+// takeN takes n tokens for key at now, all or none. It takes them when the bucket holds n, or
+// is full when n is more than it can hold: the bucket then goes below empty by the rest and
+// refills from there, so n is paid for in full before the key gets another token. When it takes
+// nothing it says how long until it would.
+func (t *bucketTable[K]) takeN(key K, n int, now time.Time) (ok bool, wait time.Duration) {
 	ns := now.UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -72,13 +72,12 @@ func (t *bucketTable[K]) takeN(key K, n int, now time.Time) (got int, wait time.
 	}
 	t.pushFront(i)
 	b := &t.slots[i]
-	got = min(n, int(b.tokens))
-	b.tokens -= float64(got)
-	if got == n {
-		return got, 0
+	need := min(float64(n), t.burst)
+	if b.tokens >= need {
+		b.tokens -= float64(n)
+		return true, 0
 	}
-	need := min(float64(n-got), t.burst)
-	return got, time.Duration((need - b.tokens) / t.rate * float64(time.Second))
+	return false, time.Duration((need - b.tokens) / t.rate * float64(time.Second))
 }
 
 // len is the number of addresses the table holds.

@@ -13,7 +13,8 @@ type PublishConfig struct {
 	// (HTTP, batch, keep-alive, WebSocket); it may be a fraction (0: no limit).
 	Rate float64
 	// Burst is how many messages a credential may publish at once before Rate applies
-	// [twice the rate, at least 10].
+	// [twice the rate, at least 10]. A larger batch passes from a full bucket, which it leaves
+	// below empty.
 	Burst int
 	// Table is the most credentials whose rate is tracked at a time [DefaultRateTable].
 	Table int
@@ -22,7 +23,7 @@ type PublishConfig struct {
 }
 
 // PublishLimiter limits the publishes of each credential (auth.Claims.Identity) to a token
-// bucket: one token per message stored. The HTTP API and the gateway share one, so a
+// bucket: one token per message. The HTTP API and the gateway share one, so a
 // credential's rate is the same whichever path it publishes on. A nil *PublishLimiter allows
 // everything.
 //
@@ -54,17 +55,17 @@ func NewPublishLimiter(cfg PublishConfig) *PublishLimiter {
 // DefaultBurst is the burst a rate gets when none is set: twice the rate, at least 10.
 func DefaultBurst(rate float64) int { return max(10, int(2*rate+0.5)) }
 
-// Take asks for n publishes of the credential id (n messages of a batch). It grants as many as
-// the credential's bucket allows, in order, and returns that number; when it grants fewer than
-// n, refusal is the 429 problem for the rest, whose RetryAfter is when the bucket holds them
-// (or is full again). Nothing is taken for what is refused.
-func (l *PublishLimiter) Take(id auth.Identity, n int) (granted int, refusal *problem.Details) {
+// Take asks for n publishes of the credential id at once (the messages of a batch), all or
+// none. It allows them when the credential's bucket holds n tokens, or is full when n is more
+// than a burst (the credential then pays the rest off before it publishes again); otherwise
+// refusal is the 429 problem, whose RetryAfter is when they would be allowed, and nothing is
+// taken.
+func (l *PublishLimiter) Take(id auth.Identity, n int) (refusal *problem.Details) {
 	if l == nil {
-		return n, nil
+		return nil
 	}
-	granted, wait := l.buckets.takeN(id, n, l.now())
-	if granted == n {
-		return n, nil
+	if ok, wait := l.buckets.takeN(id, n, l.now()); !ok {
+		return problem.RateLimited(wait)
 	}
-	return granted, problem.RateLimited(wait)
+	return nil
 }

@@ -15,31 +15,34 @@ func identityN(i int) auth.Identity {
 	return id
 }
 
-// TestBucketTakeN: a take of n tokens takes what the bucket holds, and the wait is until it
-// holds the rest, or is full when the rest is more than it holds.
+// TestBucketTakeN: a take of n tokens is all or none; more than a burst is taken from a full
+// bucket, which then refills from below empty.
 func TestBucketTakeN(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
 	a := identityN(1)
 	tb := newBucketTable[auth.Identity](2, 5, 10)
 	steps := []struct {
 		at     time.Duration
-		n, got int
+		n      int
+		ok     bool
 		waitMs int64
 		why    string
 	}{
-		{0, 3, 3, 0, "within the burst"},
-		{0, 4, 2, 1000, "partly over: the rest (2) in a second"},
-		{0, 1, 0, 500, "empty"},
-		{250 * time.Millisecond, 1, 0, 250, "half a token"},
-		{500 * time.Millisecond, 1, 1, 0, "refilled one"},
-		{500 * time.Millisecond, 20, 0, 2500, "more than the burst: until full"},
-		{time.Hour, 20, 5, 2500, "a full bucket, no more"},
-		{time.Hour, 0, 0, 0, "nothing asked"},
+		{0, 3, true, 0, "within the burst"},
+		{0, 3, false, 500, "more than is left: none taken, until the bucket holds 3"},
+		{0, 2, true, 0, "what is left"},
+		{0, 1, false, 500, "empty"},
+		{250 * time.Millisecond, 1, false, 250, "half a token"},
+		{500 * time.Millisecond, 1, true, 0, "refilled one"},
+		{500 * time.Millisecond, 20, false, 2500, "more than the burst: until full"},
+		{3 * time.Second, 20, true, 0, "more than the burst from a full bucket"},
+		{3 * time.Second, 1, false, 8000, "paying the 15 over the burst off first"},
+		{11 * time.Second, 1, true, 0, "paid off"},
 	}
 	for i, s := range steps {
-		got, wait := tb.takeN(a, s.n, t0.Add(s.at))
-		if got != s.got || wait.Milliseconds() != s.waitMs {
-			t.Fatalf("step %d (%s): got %d wait %v, want %d wait %dms", i, s.why, got, wait, s.got, s.waitMs)
+		ok, wait := tb.takeN(a, s.n, t0.Add(s.at))
+		if ok != s.ok || wait.Milliseconds() != s.waitMs {
+			t.Fatalf("step %d (%s): ok=%v wait %v, want ok=%v wait %dms", i, s.why, ok, wait, s.ok, s.waitMs)
 		}
 	}
 }
@@ -49,29 +52,31 @@ func TestPublishLimiter(t *testing.T) {
 	l := NewPublishLimiter(PublishConfig{Rate: 0.5, Burst: 2, Now: func() time.Time { return now }})
 	alice, bob := identityN(1), identityN(2)
 	for i := range 2 {
-		if got, p := l.Take(alice, 1); got != 1 || p != nil {
-			t.Fatalf("publish %d within the burst: granted %d, %v", i, got, p)
+		if p := l.Take(alice, 1); p != nil {
+			t.Fatalf("publish %d within the burst: %v", i, p)
 		}
 	}
-	got, p := l.Take(alice, 1)
-	if got != 0 || p == nil || p.Status != http.StatusTooManyRequests || p.Type != problem.TypeRateLimited ||
-		p.RetryAfterSeconds() != 2 {
-		t.Fatalf("over the rate: granted %d, %+v; want 0 and a 429 rate-limited with Retry-After 2", got, p)
+	p := l.Take(alice, 1)
+	if p == nil || p.Status != http.StatusTooManyRequests || p.Type != problem.TypeRateLimited || p.RetryAfterSeconds() != 2 {
+		t.Fatalf("over the rate: %+v; want a 429 rate-limited with Retry-After 2", p)
 	}
-	if got, p := l.Take(bob, 1); got != 1 || p != nil {
-		t.Fatalf("another credential is limited with the first: %d, %v", got, p)
+	if p := l.Take(bob, 1); p != nil {
+		t.Fatalf("another credential is limited with the first: %v", p)
 	}
 	now = now.Add(2 * time.Second)
-	if got, p := l.Take(alice, 3); got != 1 || p == nil || p.RetryAfterSeconds() != 4 {
-		t.Fatalf("a batch of 3 with one token: granted %d, %+v; want 1 and Retry-After 4 (two tokens)", got, p)
+	if p := l.Take(alice, 2); p == nil || p.RetryAfterSeconds() != 2 {
+		t.Fatalf("a batch of 2 with one token: %+v; want refused whole, Retry-After 2", p)
+	}
+	if p := l.Take(alice, 1); p != nil {
+		t.Fatalf("the token the refused batch left: %v", p)
 	}
 
 	if NewPublishLimiter(PublishConfig{}) != nil {
 		t.Fatal("rate 0 makes a limiter")
 	}
 	var off *PublishLimiter
-	if got, p := off.Take(alice, 1000); got != 1000 || p != nil {
-		t.Fatalf("no limiter: granted %d, %v", got, p)
+	if p := off.Take(alice, 1000); p != nil {
+		t.Fatalf("no limiter: %v", p)
 	}
 	if b := DefaultBurst(0.5); b != 10 {
 		t.Fatalf("DefaultBurst(0.5) = %d, want 10", b)
@@ -87,7 +92,7 @@ func TestPublishLimiterBounded(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	l := NewPublishLimiter(PublishConfig{Rate: 1, Burst: 1, Table: 500, Now: func() time.Time { return now }})
 	for i := range 50_000 {
-		if got, _ := l.Take(identityN(i), 1); got != 1 {
+		if p := l.Take(identityN(i), 1); p != nil {
 			t.Fatalf("credential %d, new, was refused", i)
 		}
 		if n := l.buckets.len(); n > 500 {
