@@ -49,6 +49,11 @@ type batchResponse struct {
 // is 201 when every message was stored and 207 otherwise. An Idempotency-Key on the request
 // gives message i the key "<key>#<i>", so a retry of the same batch stores only what is missing
 // (keys are the credential's own: see auth.Claims.IdempotencyKey).
+//
+// Under a publish rate limit each message that passed its checks costs a token, and the batch
+// passes whole or not at all (a 429 for the whole request; see admission.PublishLimiter.Take).
+// A batch is never cut at the limit: a client could not tell which part to resend, and one
+// resent with its Idempotency-Key would spend its tokens on the part already stored.
 func (s *server) publishBatch(c echo.Context) (err error) {
 	defer s.countPublishError(&err)
 	claims, err := s.authenticate(c)
@@ -67,7 +72,10 @@ func (s *server) publishBatch(c echo.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	results := s.storeBatch(c, claims, key, items)
+	results, p := s.storeBatch(c, claims, key, items)
+	if p != nil {
+		return p
+	}
 
 	status := http.StatusCreated
 	for _, r := range results {
@@ -115,8 +123,9 @@ func (s *server) batchItems(b *batchRequest) ([]batchMessage, error) {
 	return items, nil
 }
 
-// storeBatch checks each message and stores those that pass in one broker call.
-func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, items []batchMessage) []batchResult {
+// storeBatch checks each message and stores those that pass in one broker call. It returns the
+// problem of the whole request instead when the credential's publish rate does not allow them.
+func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, items []batchMessage) ([]batchResult, *problem.Details) {
 	results := make([]batchResult, len(items))
 	key = claims.IdempotencyKey(key) // the credential's, before each message's "#<i>"
 	reqs := make([]broker.PublishRequest, 0, len(items))
@@ -135,14 +144,17 @@ func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, ite
 		index = append(index, i)
 	}
 	if len(reqs) == 0 {
-		return results
+		return results, nil
+	}
+	if p := s.limiter.Take(claims.Identity(), len(reqs)); p != nil {
+		return nil, p
 	}
 	ctx := c.Request().Context()
 	if err := s.awaitFanOut(ctx); err != nil {
 		for _, i := range index {
 			results[i].Error = err
 		}
-		return results
+		return results, nil
 	}
 	res, errs := s.broker.PublishBatch(ctx, reqs)
 	for j, i := range index {
@@ -159,7 +171,7 @@ func (s *server) storeBatch(c echo.Context, claims *auth.Claims, key string, ite
 			}
 		}
 	}
-	return results
+	return results, nil
 }
 
 // checkBatchMessage validates one message of a batch and the token's right to publish it.

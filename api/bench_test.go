@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-gateway/herald/api"
 	"github.com/herald-gateway/herald/api/auth"
+	"github.com/herald-gateway/herald/gateway/admission"
 	"github.com/herald-gateway/herald/gateway/broker/memory"
 	"github.com/herald-gateway/herald/gateway/metrics"
 )
@@ -28,13 +29,19 @@ func BenchmarkPublishHTTP(b *testing.B) {
 	for _, bc := range []struct {
 		name, token string
 		body        string
+		limited     bool // under a publish rate limit it never reaches: the check's own cost
 	}{
-		{"jwt", "", `{"data":{"t":1732700000000000000,"n":12345}}`},
-		{"apikey", testAPIKey, `{"data":{"t":1732700000000000000,"n":12345}}`},
-		{"event", "", `{"data":{"text":"hello","tags":["a","b"],"ok":true,"n":null},"event":"chat.message"}`},
+		{"jwt", "", `{"data":{"t":1732700000000000000,"n":12345}}`, false},
+		{"apikey", testAPIKey, `{"data":{"t":1732700000000000000,"n":12345}}`, false},
+		{"apikey-rate-limited", testAPIKey, `{"data":{"t":1732700000000000000,"n":12345}}`, true},
+		{"event", "", `{"data":{"text":"hello","tags":["a","b"],"ok":true,"n":null},"event":"chat.message"}`, false},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			srv := newBenchServer(b)
+			var limiter *admission.PublishLimiter
+			if bc.limited {
+				limiter = admission.NewPublishLimiter(admission.PublishConfig{Rate: 1e12, Burst: 1 << 30})
+			}
+			srv := newBenchServer(b, limiter)
 			tok := bc.token
 			if tok == "" {
 				var err error
@@ -70,7 +77,7 @@ func BenchmarkPublishHTTP(b *testing.B) {
 	}
 }
 
-func newBenchServer(b *testing.B) *httptest.Server {
+func newBenchServer(b *testing.B, limiter *admission.PublishLimiter) *httptest.Server {
 	b.Helper()
 	verifier, err := auth.New(context.Background(), auth.Config{HMACSecret: testSecret, APIKeys: []string{testAPIKey}})
 	if err != nil {
@@ -81,7 +88,7 @@ func newBenchServer(b *testing.B) *httptest.Server {
 	b.Cleanup(func() { _ = mem.Close() })
 	reg := prometheus.NewRegistry()
 	srv := httptest.NewServer(api.New(api.Options{
-		Broker: mem, Auth: verifier, Metrics: metrics.New(reg), Registry: reg,
+		Broker: mem, Auth: verifier, Metrics: metrics.New(reg), Registry: reg, PublishLimiter: limiter,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}))
 	b.Cleanup(srv.Close)

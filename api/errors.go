@@ -37,6 +37,7 @@ const (
 	typeOriginNotAllowed   = problem.TypeOriginNotAllowed
 	typeUnavailable        = problem.TypeUnavailable
 	typeBacklogged         = "backlogged"
+	typeRateLimited        = problem.TypeRateLimited
 	typeNotReady           = "not-ready"
 	typeInternal           = "internal"
 )
@@ -116,6 +117,8 @@ func publishErrorReason(p *problem.Details) string {
 		return "unavailable"
 	case typeBacklogged:
 		return "backlogged"
+	case typeRateLimited:
+		return "rate_limited"
 	case typeInternal:
 		return "internal"
 	}

@@ -29,7 +29,8 @@ import (
 // handler, in the same way; for anything else (another route, a failed check, an unusual header)
 // it declines before doing anything, and the gateway hands the request with its connection back
 // to net/http, where Echo answers it as always. So the fast path changes no answer: it only
-// serves the successful publish (and its 429 and 503, which follow the broker call) more cheaply.
+// serves the successful publish (and its 429s and 503, which follow every check of the request)
+// more cheaply.
 
 // fastEligible reports whether r has the shape ServeFast serves: a bearer token in the
 // Authorization header, application/json exactly, no query, cookie or Origin (those go through
@@ -117,7 +118,11 @@ func (s *server) ServeFast(r *http1.Request, dst []byte) (out []byte, ok bool) {
 	if !ok || s.checkMessage(data, event) != nil {
 		return dst, false
 	}
-	// From here on the request is the fast path's to answer.
+	// From here on the request is the fast path's to answer. The checks that follow are the
+	// publish handler's, in its order.
+	if p := s.limiter.Take(claims.Identity(), 1); p != nil {
+		return s.fastProblem(dst, r, p, start), true
+	}
 	if p := s.awaitFanOut(ctx); p != nil {
 		return s.fastProblem(dst, r, p, start), true
 	}

@@ -32,7 +32,8 @@ type publishResponse struct {
 // publish is POST /v1/channels/{channel}/messages: store one message. It answers 201 with the
 // message's id; a retry with the same Idempotency-Key by the same credential (see
 // auth.Claims.IdempotencyKey) answers 201 with the first id again and the header
-// Idempotent-Replayed: true, and stores nothing.
+// Idempotent-Replayed: true, and stores nothing. A credential over its publish rate gets the
+// 429 of problem.RateLimited, and nothing is stored.
 func (s *server) publish(c echo.Context) (err error) {
 	defer s.countPublishError(&err)
 	claims, err := s.authenticate(c)
@@ -60,6 +61,11 @@ func (s *server) publish(c echo.Context) (err error) {
 		return err
 	}
 	if p := s.checkMessage(msg.Data, msg.Event); p != nil {
+		return p
+	}
+	// The rate is checked last of all checks, so that only a publish that would be stored
+	// spends a token, and before the wait for the fan-out, so that a refused one waits for nothing.
+	if p := s.limiter.Take(claims.Identity(), 1); p != nil {
 		return p
 	}
 	ctx := c.Request().Context()

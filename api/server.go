@@ -27,6 +27,7 @@ import (
 
 	"github.com/herald-gateway/herald/api/auth"
 	"github.com/herald-gateway/herald/api/cors"
+	"github.com/herald-gateway/herald/gateway/admission"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/metrics"
 	"github.com/herald-gateway/herald/openapi"
@@ -78,6 +79,9 @@ type Options struct {
 	// FanOutWait is how long a publish may wait for this node's fan-out to make room
 	// (Gateway.AwaitFanOutRoom) before it answers 429 (DefaultFanOutWait when 0).
 	FanOutWait time.Duration
+	// PublishLimiter limits each credential's publish rate; a publish over it answers 429. The
+	// gateway's WebSocket publishes share it (nil: no limit).
+	PublishLimiter *admission.PublishLimiter
 	// CORS decides which browser origins may call the browser-facing routes.
 	CORS cors.Policy
 	// Logger receives request logs and internal errors. When nil, nothing is logged.
@@ -103,6 +107,8 @@ type server struct {
 	maxBatch int
 	// fanOutWait bounds a publish's wait for the node's fan-out (see awaitFanOut).
 	fanOutWait time.Duration
+	// limiter limits each credential's publishes (nil: no limit).
+	limiter *admission.PublishLimiter
 }
 
 // New builds the API's Echo instance; it is an http.Handler to serve (Echo's own Start methods
@@ -123,6 +129,7 @@ func New(opts Options) *echo.Echo {
 		maxBatch: opts.MaxBatch,
 
 		fanOutWait: opts.FanOutWait,
+		limiter:    opts.PublishLimiter,
 	}
 	if s.fanOutWait <= 0 {
 		s.fanOutWait = DefaultFanOutWait

@@ -60,6 +60,8 @@ type Config struct {
 	Workers            int           // epoll worker goroutines [netpoll default]
 	// Admission limits subscriber connections before they start [nil: no limits].
 	Admission *admission.Controller
+	// PublishLimiter limits each credential's publishes; the HTTP API shares it [nil: no limit].
+	PublishLimiter *admission.PublishLimiter
 }
 
 func (c *Config) setDefaults() {

@@ -484,6 +484,11 @@ func (s *wsSession) handlePublish(f clientFrame, claims *auth.Claims) {
 		s.write(errorFrame(f.ID, code, msg), nil)
 		return
 	}
+	if p := s.gw.cfg.PublishLimiter.Take(claims.Identity(), 1); p != nil {
+		s.gw.metrics.PublishErrors.WithLabelValues("rate_limited").Inc()
+		s.write(rateLimitedFrame(f.ID, p.RetryAfter), nil)
+		return
+	}
 	req.IdempotencyKey = claims.IdempotencyKey(req.IdempotencyKey) // the credential's own
 	var (
 		res        broker.PublishResult

@@ -3,8 +3,10 @@ package gateway
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/herald-gateway/herald/api/problem"
 	"github.com/herald-gateway/herald/gateway/broker"
 )
 
@@ -110,4 +112,12 @@ func appendJSONString(b []byte, s string) []byte {
 // errorFrame is {"type":"error","id":N,"code":"...","message":"..."}.
 func errorFrame(id json.Number, code, message string) []byte {
 	return newServerFrame("error").id(id).str("code", code).str("message", message).bytes()
+}
+
+// rateLimitedFrame is the error frame of a publish over its credential's rate: code
+// "rate-limited", and retry_after_ms, the milliseconds until the credential may publish again.
+func rateLimitedFrame(id json.Number, retry time.Duration) []byte {
+	ms := max(1, int64((retry+time.Millisecond-1)/time.Millisecond))
+	return newServerFrame("error").id(id).str("code", problem.TypeRateLimited).
+		str("message", problem.DetailRateLimited).num("retry_after_ms", ms).bytes()
 }

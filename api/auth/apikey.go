@@ -36,7 +36,7 @@ func (a apiKeys) match(token string) int {
 // apiKeyClaims are the claims of the n-th configured API key, whose digest is d. The Verifier
 // makes them once and hands the same value to every request, as it does for cached JWTs.
 func apiKeyClaims(n int, d [sha256.Size]byte) *Claims {
-	return &Claims{Subject: "api-key:" + strconv.Itoa(n), APIKey: true, idempotencyScope: apiKeyScope(d)}
+	return (&Claims{Subject: "api-key:" + strconv.Itoa(n), APIKey: true}).withScope(apiKeyScope(d))
 }
 
 // digest is the SHA-256 of token. Tokens of usual size are copied to the stack first: the

@@ -81,3 +81,52 @@ func TestIdempotencyScopeIsUnambiguous(t *testing.T) {
 		t.Error("a subject's tail and a client key's head can be exchanged")
 	}
 }
+
+// TestIdentityIsTheCredentials: Identity, which per-credential limits are keyed by, follows
+// the same rule as the idempotency scope: stable across the tokens of one subject and the
+// requests of one API key, distinct between credentials.
+func TestIdentityIsTheCredentials(t *testing.T) {
+	v := newVerifier(t, Config{HMACSecret: testSecret, APIKeys: []string{"backend-key-1", "backend-key-2"}})
+	idOf := func(c MintClaims) Identity {
+		t.Helper()
+		c.TTL = time.Hour
+		tok, err := MintHMAC(testSecret, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return verifiedIdentity(t, v, tok)
+	}
+	backend := idOf(MintClaims{Subject: "backend", Publish: []string{"*"}})
+	if again := idOf(MintClaims{Subject: "backend", Publish: []string{"x"}, NotBefore: time.Now().Add(-time.Minute)}); again != backend {
+		t.Fatal("a re-minted token of the same subject has another identity")
+	}
+	if first := verifiedIdentity(t, v, "backend-key-1"); verifiedIdentity(t, v, "backend-key-1") != first {
+		t.Fatal("an API key's identity is not stable")
+	}
+	seen := map[Identity]string{backend: "backend", {}: "the zero identity"}
+	for name, id := range map[string]Identity{
+		"another subject":            idOf(MintClaims{Subject: "u42"}),
+		"the same subject elsewhere": idOf(MintClaims{Subject: "backend", Issuer: "elsewhere"}),
+		"a token without a subject":  idOf(MintClaims{Publish: []string{"*"}}),
+		"another token without one":  idOf(MintClaims{Publish: []string{"*"}, NotBefore: time.Now().Add(-time.Minute)}),
+		"API key 1":                  verifiedIdentity(t, v, "backend-key-1"),
+		"API key 2":                  verifiedIdentity(t, v, "backend-key-2"),
+	} {
+		if prev, dup := seen[id]; dup {
+			t.Errorf("%s and %s share an identity", name, prev)
+		}
+		seen[id] = name
+	}
+	if (*Claims)(nil).Identity() != (Identity{}) {
+		t.Error("nil claims have an identity")
+	}
+}
+
+func verifiedIdentity(t *testing.T, v *Verifier, token string) Identity {
+	t.Helper()
+	c, err := v.Verify(context.Background(), token)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	return c.Identity()
+}

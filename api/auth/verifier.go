@@ -277,8 +277,8 @@ func (v *Verifier) claims(payload []byte, token string) (*Claims, error) {
 	if err := v.checkTimes(tok); err != nil {
 		return nil, err
 	}
-	c := &Claims{Subject: tok.Subject(), Expiry: tok.Expiration(),
-		idempotencyScope: jwtScope(tok.Issuer(), tok.Subject(), token)}
+	c := (&Claims{Subject: tok.Subject(), Expiry: tok.Expiration()}).
+		withScope(jwtScope(tok.Issuer(), tok.Subject(), token))
 	if perms.Herald != nil {
 		c.Subscribe, c.Publish = perms.Herald.Subscribe, perms.Herald.Publish
 	}

@@ -19,6 +19,7 @@ const (
 	TypeForbidden        = "forbidden"
 	TypeUnavailable      = "unavailable"
 	TypeOriginNotAllowed = "origin-not-allowed"
+	TypeRateLimited      = "rate-limited"
 
 	DetailNoToken          = "a token is required: Authorization: Bearer <token>, the access_token parameter or the herald_token cookie"
 	DetailInvalidToken     = "the token is not valid"
@@ -26,6 +27,7 @@ const (
 	DetailStoreUnavailable = "the message store is unavailable, retry shortly"
 	DetailShuttingDown     = "the gateway is shutting down, reconnect to another node"
 	DetailOriginNotAllowed = "the request's Origin is not in the allowed origins"
+	DetailRateLimited      = "this credential publishes faster than its limit allows: retry later"
 )
 
 // WWW-Authenticate challenges (RFC 6750, section 3) of the 401 problems.
@@ -82,5 +84,14 @@ func ShuttingDown() *Details { return unavailable(DetailShuttingDown) }
 func unavailable(detail string) *Details {
 	p := New(http.StatusServiceUnavailable, TypeUnavailable, detail)
 	p.RetryAfter = time.Second
+	return p
+}
+
+// RateLimited is the 429 for a publish refused because its credential is over its publish
+// rate; retry is how long until it may publish again (sent as Retry-After, rounded up to
+// whole seconds).
+func RateLimited(retry time.Duration) *Details {
+	p := New(http.StatusTooManyRequests, TypeRateLimited, DetailRateLimited)
+	p.RetryAfter = max(retry, time.Millisecond)
 	return p
 }

@@ -17,6 +17,8 @@ type admissionConfig struct {
 	ratePerAddr    float64
 	burstPerAddr   int
 	trustedProxies listValue
+	publishRate    float64
+	publishBurst   int
 }
 
 // admissionFlags registers the admission flags on fs.
@@ -38,6 +40,21 @@ func admissionFlags(fs *flagSet, c *admissionConfig) {
 	fs.Var(&c.trustedProxies, "trusted-proxies", "proxies (CIDRs or addresses) whose X-Forwarded-For or Forwarded header names the client\n"+
 		"for the per-address limits; repeatable, the variable is comma-separated; none: the TCP peer is the client")
 	fs.bindEnv("trusted-proxies", "HERALD_TRUSTED_PROXIES")
+	fs.Float64Var(&c.publishRate, "publish-rate", 0, "messages per second one credential (API key, or token subject) may publish over HTTP,\n"+
+		"batches and WebSocket together; may be a fraction, 0: no limit; past it 429 (WebSocket: error\n"+
+		"rate-limited) with when to retry")
+	fs.bindEnv("publish-rate", "HERALD_PUBLISH_RATE")
+	fs.IntVar(&c.publishBurst, "publish-burst", 0, "messages one credential may publish at once before --publish-rate applies;\n0: twice the rate, at least 10")
+	fs.bindEnv("publish-burst", "HERALD_PUBLISH_BURST")
+}
+
+// publishLimiter builds the publish rate limiter shared by the API and the gateway (nil: no
+// limit).
+func (c *admissionConfig) publishLimiter() (*admission.PublishLimiter, error) {
+	if c.publishRate < 0 || c.publishBurst < 0 {
+		return nil, fmt.Errorf("--publish-rate and --publish-burst must not be negative")
+	}
+	return admission.NewPublishLimiter(admission.PublishConfig{Rate: c.publishRate, Burst: c.publishBurst}), nil
 }
 
 // controller builds the admission controller and registers its series with reg.

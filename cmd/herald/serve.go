@@ -161,12 +161,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	publishLimit, err := c.admission.publishLimiter()
+	if err != nil {
+		return err
+	}
 
 	gw, err := gateway.New(gateway.Config{
 		Auth: verifier, Metrics: m, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 		MaxChannelsPerConn: c.maxChannels, ReplayCap: c.replayCap, MaxMessageBytes: c.maxMessageBytes,
 		QueueBytes: c.queueBytes, ReplayQueueBytes: c.replayQueueBytes, FanOutBacklog: c.fanOutBacklog, Heartbeat: c.heartbeat,
-		Admission: admit,
+		Admission: admit, PublishLimiter: publishLimit,
 	})
 	if err != nil {
 		return err
@@ -180,7 +184,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gw.Start(b)
 
 	handler := api.New(api.Options{
-		Broker: b, Gateway: gw, Auth: verifier, Metrics: m, Registry: reg,
+		Broker: b, Gateway: gw, Auth: verifier, Metrics: m, Registry: reg, PublishLimiter: publishLimit,
 		MaxMessageBytes: c.maxMessageBytes, MaxBatch: c.maxBatch, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 	})
 	ln, err := net.Listen("tcp", c.listen)

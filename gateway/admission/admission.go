@@ -1,14 +1,16 @@
 // Package admission decides whether a new subscriber connection (WebSocket, SSE or long-poll)
 // may start: a node-wide connection limit, a limit per client address and a connect rate per
 // client address. It also wraps the server's listener so that running out of descriptors makes
-// accept back off instead of spinning (see Listener).
+// accept back off instead of spinning (see Listener), and limits the publish rate of each
+// credential (PublishLimiter), with the same bounded bucket table as the connect rate.
 //
 // Invariants:
 //   - Every Slot that Admit returns is released exactly once (Release), by whoever holds the
 //     connection when it ends; a refused request holds nothing.
 //   - Memory does not grow with the number of distinct addresses beyond a fixed cap: the rate
 //     table holds at most Config.RateTable addresses, and the per-address counts hold only
-//     addresses with a connection open (at most Config.MaxConnections of them).
+//     addresses with a connection open (at most Config.MaxConnections of them). The publish
+//     limiter's table holds at most PublishConfig.Table credentials.
 //   - Refusals carry a generic text; which limit refused is in the problem's type and the
 //     refusals metric.
 package admission
@@ -66,7 +68,7 @@ const (
 type Controller struct {
 	cfg     Config
 	total   atomic.Int64
-	buckets *bucketTable // nil when the rate is not limited
+	buckets *bucketTable[netip.Addr] // nil when the rate is not limited
 	m       *Metrics
 
 	mu      sync.Mutex
@@ -105,14 +107,14 @@ func New(cfg Config) *Controller {
 		cfg.RateTable = DefaultRateTable
 	}
 	if cfg.BurstPerAddr <= 0 {
-		cfg.BurstPerAddr = max(10, int(2*cfg.RatePerAddr+0.5))
+		cfg.BurstPerAddr = DefaultBurst(cfg.RatePerAddr)
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
 	c := &Controller{cfg: cfg, m: cfg.Metrics, perAddr: make(map[netip.Addr]*Slot)}
 	if cfg.RatePerAddr > 0 {
-		c.buckets = newBucketTable(cfg.RatePerAddr, cfg.BurstPerAddr, cfg.RateTable)
+		c.buckets = newBucketTable[netip.Addr](cfg.RatePerAddr, cfg.BurstPerAddr, cfg.RateTable)
 	}
 	c.m.observe(c)
 	return c

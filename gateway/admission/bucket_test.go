@@ -33,7 +33,7 @@ func TestBucketTable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tb := newBucketTable(tc.rate, tc.burst, tc.table)
+			tb := newBucketTable[netip.Addr](tc.rate, tc.burst, tc.table)
 			for i, s := range tc.steps {
 				ok, wait := tb.take(s.addr, t0.Add(s.at))
 				if ok != s.ok || (!ok && wait.Milliseconds() != s.waitMs) {
@@ -47,7 +47,7 @@ func TestBucketTable(t *testing.T) {
 // TestBucketTableBounded: a flood of distinct addresses never grows the table past its
 // capacity, and the addresses go once their buckets refill.
 func TestBucketTableBounded(t *testing.T) {
-	tb := newBucketTable(1, 2, 1000)
+	tb := newBucketTable[netip.Addr](1, 2, 1000)
 	t0 := time.Unix(1_700_000_000, 0)
 	for i := range 100_000 {
 		tb.take(addrN(i), t0.Add(time.Duration(i)*time.Microsecond))
@@ -70,7 +70,7 @@ func TestBucketTableBounded(t *testing.T) {
 }
 
 // checkList verifies the LRU list matches the index.
-func checkList(t *testing.T, tb *bucketTable) {
+func checkList(t *testing.T, tb *bucketTable[netip.Addr]) {
 	t.Helper()
 	n, prev := 0, int32(-1)
 	for i := tb.head; i >= 0; i = tb.slots[i].next {
@@ -90,7 +90,7 @@ func checkList(t *testing.T, tb *bucketTable) {
 
 func BenchmarkBucketTake(b *testing.B) {
 	b.ReportAllocs()
-	tb := newBucketTable(1000, 1000, DefaultRateTable)
+	tb := newBucketTable[netip.Addr](1000, 1000, DefaultRateTable)
 	now := time.Now()
 	for i := 0; b.Loop(); i++ {
 		tb.take(addrN(i%50_000), now)
