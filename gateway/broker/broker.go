@@ -56,7 +56,20 @@ type HistoryQuery struct {
 	// Newest, when more than Limit messages follow Since, returns the newest Limit of them instead
 	// of the oldest, and then Complete is false (the older ones were skipped). Replays use it.
 	Newest bool
+	// MaxBytes, when positive, bounds a forward page by size: its messages' Data and Event add
+	// up to at most MaxBytes, except that a page holds at least one message. A page it cut has
+	// More set. It keeps the memory of one read bounded whatever the messages' sizes, so replays,
+	// long-polls and history pages are read in pieces. Ignored with Newest.
+	MaxBytes int
+	// StartOnly, with Newest, asks only where the newest Limit messages after Since begin,
+	// without reading them: the page has no Messages, Start is the position to read them
+	// forward from (Since itself when no more than Limit follow it) and Gap is what Newest would
+	// say. A replay that pages forward through a long backlog uses it to skip what Newest skips.
+	StartOnly bool
 }
+
+// MessageBytes is a message's size as MaxBytes counts it.
+func MessageBytes(m Message) int { return len(m.Data) + len(m.Event) }
 
 // HistoryPage is the answer to a HistoryQuery.
 type HistoryPage struct {
@@ -72,6 +85,9 @@ type HistoryPage struct {
 	Gap GapReason
 	// More is true when messages after the last one returned exist (only for !Newest).
 	More bool
+	// Start answers a StartOnly query: read forward from it (exclusive) to get the newest Limit
+	// messages after Since. Zero for other queries.
+	Start ID
 	// LastID is the id of the channel's newest message at the time of the read. A subscriber
 	// that read the page is caught up to LastID, and resuming from it later is exact.
 	//

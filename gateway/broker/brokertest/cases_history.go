@@ -1,6 +1,8 @@
 package brokertest
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,5 +175,82 @@ func testHistorySinceAfterLast(t *testing.T, s *suite) {
 	page = e.history(empty, broker.HistoryQuery{Since: broker.MaxID, Limit: 10, Newest: true})
 	if len(page.Messages) != 0 || page.Complete || page.Gap == broker.GapNone {
 		t.Errorf("Since the largest id on an unused channel: %+v; want an empty, incomplete page", page)
+	}
+}
+
+// testHistoryMaxBytes: MaxBytes cuts a forward page by size (at least one message), says More,
+// and paging on from the cut returns every message once, in order.
+func testHistoryMaxBytes(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "bytes")
+	msgs := make([]broker.Message, 40)
+	for k := range msgs {
+		data := fmt.Appendf(nil, `{"k":%d,"pad":"%s"}`, k, strings.Repeat("x", 80+k%5))
+		event := ""
+		if k%3 == 0 {
+			event = "tick"
+		}
+		res := e.publish(broker.PublishRequest{Channel: ch, Event: event, Data: data})
+		msgs[k] = broker.Message{Channel: ch, ID: res.ID, Event: event, Data: data}
+	}
+	last := lastID(msgs)
+	for _, maxBytes := range []int{1, 100, 350, 1000, 1 << 20} {
+		var (
+			since broker.ID
+			got   []broker.Message
+		)
+		for range len(msgs) + 1 {
+			page := e.history(ch, broker.HistoryQuery{Since: since, Limit: 100, MaxBytes: maxBytes})
+			size := 0
+			for _, m := range page.Messages {
+				size += broker.MessageBytes(m)
+			}
+			if len(page.Messages) == 0 || (len(page.Messages) > 1 && size > maxBytes) {
+				t.Fatalf("MaxBytes %d from %v: %d messages of %d bytes; want at least one, within the bound", maxBytes, since, len(page.Messages), size)
+			}
+			got = append(got, page.Messages...)
+			if !page.Complete || page.LastID != last || page.More != (len(got) < len(msgs)) {
+				t.Fatalf("MaxBytes %d after %d messages: Complete=%v More=%v LastID=%v", maxBytes, len(got), page.Complete, page.More, page.LastID)
+			}
+			if !page.More {
+				break
+			}
+			since = lastID(page.Messages)
+		}
+		expectMessages(t, fmt.Sprintf("MaxBytes %d, all pages", maxBytes), got, msgs)
+	}
+	// Limit still bounds the page when the bytes would allow more, across any chunking.
+	expectPage(t, "Limit 39 under a large MaxBytes", e.history(ch, broker.HistoryQuery{Limit: 39, MaxBytes: 1 << 20}),
+		broker.HistoryPage{Messages: msgs[:39], Complete: true, More: true, LastID: last})
+	expectPage(t, "Limit 40 under a large MaxBytes", e.history(ch, broker.HistoryQuery{Limit: 40, MaxBytes: 1 << 20}),
+		broker.HistoryPage{Messages: msgs, Complete: true, LastID: last})
+}
+
+// testHistoryStartOnly: StartOnly says where the newest Limit messages begin without reading
+// them, with the gap Newest would report.
+func testHistoryStartOnly(t *testing.T, s *suite) {
+	e := s.start(t, Options{})
+	ch := ChannelName(t, "start")
+	msgs := e.publishN(ch, 10)
+	last := lastID(msgs)
+	for _, tc := range []struct {
+		what  string
+		since broker.ID
+		limit int
+		start broker.ID
+		gap   broker.GapReason
+	}{
+		{"Since zero, 3 of 10", broker.ID{}, 3, msgs[6].ID, broker.GapReplayCap},
+		{"Since zero, all 10", broker.ID{}, 10, broker.ID{}, broker.GapNone},
+		{"Since the 5th, 3 of 4", msgs[5].ID, 3, msgs[6].ID, broker.GapReplayCap},
+		{"Since the 6th, exactly 3", msgs[6].ID, 3, msgs[6].ID, broker.GapNone},
+		{"Since the newest", last, 3, last, broker.GapNone},
+	} {
+		page := e.history(ch, broker.HistoryQuery{Since: tc.since, Limit: tc.limit, Newest: true, StartOnly: true})
+		if page.Start != tc.start || page.Gap != tc.gap || page.Complete != (tc.gap == broker.GapNone) ||
+			len(page.Messages) != 0 || page.LastID != last {
+			t.Errorf("%s: Start=%v Gap=%q Complete=%v %d messages LastID=%v; want Start=%v Gap=%q, no messages, LastID=%v",
+				tc.what, page.Start, page.Gap, page.Complete, len(page.Messages), page.LastID, tc.start, tc.gap, last)
+		}
 	}
 }

@@ -100,6 +100,8 @@ var cases = []struct {
 	{"HistorySince", testHistorySince},
 	{"HistoryPaging", testHistoryPaging},
 	{"HistoryNewest", testHistoryNewest},
+	{"HistoryMaxBytes", testHistoryMaxBytes},
+	{"HistoryStartOnly", testHistoryStartOnly},
 	{"HistoryLimitZero", testHistoryLimitZero},
 	{"HistoryUnusedChannel", testHistoryUnusedChannel},
 	{"HistoryEpoch", testHistoryEpoch},

@@ -128,6 +128,17 @@ func (ch *channel) history(q broker.HistoryQuery, epoch broker.ID) broker.Histor
 	page := broker.HistoryPage{LastID: ch.log.at(n - 1).ID, Gap: gap}
 	start := ch.log.after(q.Since)
 	avail := n - start
+	if q.StartOnly && q.Newest {
+		page.Start = q.Since
+		if avail > q.Limit {
+			page.Start = ch.log.at(n - q.Limit - 1).ID
+			if page.Gap == broker.GapNone {
+				page.Gap = broker.GapReplayCap
+			}
+		}
+		page.Complete = page.Gap == broker.GapNone
+		return page
+	}
 	if q.Limit > 0 && avail > 0 {
 		count := min(avail, q.Limit)
 		if avail > q.Limit {
@@ -140,11 +151,29 @@ func (ch *channel) history(q broker.HistoryQuery, epoch broker.ID) broker.Histor
 				page.More = true
 			}
 		}
+		if q.MaxBytes > 0 && !q.Newest {
+			if fit := ch.fitting(start, count, q.MaxBytes); fit < count {
+				count, page.More = fit, true
+			}
+		}
 		page.Messages = make([]broker.Message, count)
 		ch.log.copyFrom(page.Messages, start)
 	}
 	page.Complete = page.Gap == broker.GapNone
 	return page
+}
+
+// fitting returns how many of the count messages from the start-th oldest on fit in maxBytes
+// (at least one). ch.mu must be held.
+func (ch *channel) fitting(start, count, maxBytes int) int {
+	size := 0
+	for i := range count {
+		size += broker.MessageBytes(*ch.log.at(start + i))
+		if size > maxBytes {
+			return max(i, 1)
+		}
+	}
+	return count
 }
 
 // emptyHistory is the page of a channel without a log: never used, or expired. A position from

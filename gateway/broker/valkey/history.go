@@ -65,11 +65,13 @@ func (s logState) gapAfter(since broker.ID) (gap broker.GapReason, lostLog bool)
 func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQuery) (broker.HistoryPage, error) {
 	limit := max(q.Limit, 0)
 	mode := "-"
-	if limit > 0 {
+	switch {
+	case q.Newest && q.StartOnly:
+		mode = "s"
+	case limit > 0 && q.Newest:
+		mode = "r"
+	case limit > 0:
 		mode = "f"
-		if q.Newest {
-			mode = "r"
-		}
 	}
 	start := "-"
 	switch {
@@ -82,9 +84,9 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 	}
 	res := historyScript.exec(ctx, b.client, call{
 		keys: []string{b.streamKey(channel)},
-		args: []string{mode, start, strconv.Itoa(limit + 1)},
+		args: []string{mode, start, strconv.Itoa(limit + 1), strconv.Itoa(max(q.MaxBytes, 0))},
 	})
-	state, raw, err := decodeHistory(res)
+	state, raw, note, err := decodeHistory(res)
 	if err != nil {
 		return broker.HistoryPage{}, err
 	}
@@ -116,6 +118,22 @@ func (b *Broker) history(ctx context.Context, channel string, q broker.HistoryQu
 		}
 	}
 	page.Gap = gap
+	if q.Newest && q.StartOnly {
+		page.Start = q.Since
+		if note != "" {
+			if page.Start, err = broker.ParseID(note); err != nil {
+				return broker.HistoryPage{}, errBadHistoryReply
+			}
+			if page.Gap == broker.GapNone {
+				page.Gap = broker.GapReplayCap
+			}
+		}
+		page.Complete = page.Gap == broker.GapNone
+		return page, nil
+	}
+	if note == "cut" {
+		page.More = true
+	}
 	if len(entries) > limit {
 		entries = entries[:limit]
 		if q.Newest {
@@ -156,22 +174,26 @@ func (b *Broker) epoch(ctx context.Context) (broker.ID, error) {
 	return id, nil
 }
 
-// decodeHistory reads history.lua's reply: {} or {first id, first prev, last id, page}.
-func decodeHistory(res valkey.ValkeyResult) (logState, []valkey.ValkeyMessage, error) {
+// decodeHistory reads history.lua's reply: {} or {first id, first prev, last id, page, note}.
+func decodeHistory(res valkey.ValkeyResult) (logState, []valkey.ValkeyMessage, string, error) {
 	items, err := res.ToArray()
 	if err != nil {
-		return logState{}, nil, err
+		return logState{}, nil, "", err
 	}
 	if len(items) == 0 {
-		return logState{}, nil, nil
+		return logState{}, nil, "", nil
 	}
-	if len(items) != 4 {
-		return logState{}, nil, errBadHistoryReply
+	if len(items) != 5 {
+		return logState{}, nil, "", errBadHistoryReply
+	}
+	note, err := items[4].ToString()
+	if err != nil {
+		return logState{}, nil, "", errBadHistoryReply
 	}
 	var texts [3]string
 	for i := range texts {
 		if texts[i], err = items[i].ToString(); err != nil {
-			return logState{}, nil, errBadHistoryReply
+			return logState{}, nil, "", errBadHistoryReply
 		}
 	}
 	s := logState{exists: true}
@@ -183,11 +205,11 @@ func decodeHistory(res valkey.ValkeyResult) (logState, []valkey.ValkeyMessage, e
 	}
 	s.last, err3 = broker.ParseID(texts[2])
 	if err1 != nil || err2 != nil || err3 != nil {
-		return logState{}, nil, errBadHistoryReply
+		return logState{}, nil, "", errBadHistoryReply
 	}
 	page, err := items[3].ToArray()
 	if err != nil {
-		return logState{}, nil, errBadHistoryReply
+		return logState{}, nil, "", errBadHistoryReply
 	}
-	return s, page, nil
+	return s, page, note, nil
 }
