@@ -183,3 +183,40 @@ func TestReadmeCLIBlockRunsAsWritten(t *testing.T) {
 		t.Fatalf("the block was refused or ran in development mode:\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 }
+
+// TestDeployImagesAreFullyQualified holds the Dockerfile's and compose file's base images to
+// names with their registry: podman (and Docker with short-name resolution off) does not resolve
+// golang:1.26 by itself. A build stage's name and the image compose builds are local names.
+func TestDeployImagesAreFullyQualified(t *testing.T) {
+	dockerfile, err := os.ReadFile("../../deploy/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	compose, err := os.ReadFile("../../deploy/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^FROM\s+\S+\s+AS\s+(\S+)`).FindAllStringSubmatch(string(dockerfile), -1) {
+		stages[m[1]] = true
+	}
+	var refs []string
+	for _, m := range regexp.MustCompile(`(?m)^FROM\s+(\S+)|--from=(\S+)`).FindAllStringSubmatch(string(dockerfile), -1) {
+		refs = append(refs, m[1]+m[2])
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+image:\s*(\S+)`).FindAllStringSubmatch(string(compose), -1) {
+		if !strings.HasPrefix(m[1], "herald:") { // built by compose from the Dockerfile
+			refs = append(refs, m[1])
+		}
+	}
+	if len(refs) < 4 {
+		t.Fatalf("found only %q in deploy/", refs)
+	}
+	for _, ref := range refs {
+		registry, _, hasSlash := strings.Cut(ref, "/")
+		if stages[ref] || hasSlash && strings.ContainsAny(registry, ".:") {
+			continue
+		}
+		t.Errorf("image %q is not fully qualified (want registry/namespace/name, e.g. docker.io/library/golang)", ref)
+	}
+}
