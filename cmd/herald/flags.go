@@ -19,11 +19,12 @@ var errHelp = errors.New("help")
 // on the command line wins over its variable.
 type flagSet struct {
 	*flag.FlagSet
-	env map[string]string // flag name -> variable
+	env   map[string]string // flag name -> variable
+	given map[string]bool   // flags set on the command line or by their variable, even to ""
 }
 
 func newFlagSet(name, summary string, stderr io.Writer) *flagSet {
-	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}}
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}, given: map[string]bool{}}
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "%s\n\nFlags (each also read from the environment variable shown; the flag wins):\n", summary)
@@ -61,13 +62,13 @@ func (fs *flagSet) parse(args []string) error {
 		}
 		return errUsage
 	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.Visit(func(f *flag.Flag) { fs.given[f.Name] = true })
 	for name, variable := range fs.env {
 		v, ok := os.LookupEnv(variable)
-		if !ok || given[name] {
+		if !ok || fs.given[name] {
 			continue
 		}
+		fs.given[name] = true
 		if lv, isList := fs.Lookup(name).Value.(*listValue); isList {
 			lv.setAll(v)
 			continue
@@ -78,6 +79,10 @@ func (fs *flagSet) parse(args []string) error {
 	}
 	return nil
 }
+
+// isGiven reports whether flag name was set, on the command line or by its variable, after
+// parse: unlike its value, it tells an explicit empty value from an absent one.
+func (fs *flagSet) isGiven(name string) bool { return fs.given[name] }
 
 // listValue is a repeatable flag; its variable holds a comma-separated list.
 type listValue struct{ items []string }

@@ -9,11 +9,28 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..."; when it is not, init takes
+// the module version `go install` recorded (see buildVersion).
 var version = "dev"
+
+func init() { version = buildVersion(version, debug.ReadBuildInfo) }
+
+// buildVersion is the version herald reports: the one -ldflags set, else the main module's
+// version from the build info (v1.2.3 after `go install ...@v1.2.3`), else "dev". A build in a
+// clone records "(devel)" or nothing, which says less than "dev".
+func buildVersion(ldflags string, readBuildInfo func() (*debug.BuildInfo, bool)) string {
+	if ldflags != "dev" && ldflags != "" {
+		return ldflags
+	}
+	if info, ok := readBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}
 
 const usage = `herald: a push gateway. Backends publish to channels over HTTP; browsers and apps
 subscribe over WebSocket, Server-Sent Events or long-polling, and resume where they stopped.

@@ -140,6 +140,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	if err := c.checkExplicitSecret(fs); err != nil {
+		return err
+	}
 	authCfg := auth.Config{
 		HMACSecret: []byte(c.jwtSecret), PublicKeyFiles: c.jwtPublicKeyFiles.items, JWKSURL: c.jwksURL,
 		Issuer: c.jwtIssuer, Audience: c.jwtAudience, APIKeys: c.apiKeys.items,
@@ -150,7 +153,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	verifier, err := auth.New(ctx, authCfg)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return err // package auth's errors say "auth: " already
 	}
 	defer verifier.Close()
 
@@ -232,6 +235,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	<-httpDone
 	log.Info("stopped")
+	return nil
+}
+
+// errEmptySecret is the startup error for a --jwt-secret (or HERALD_JWT_SECRET) given but empty.
+var errEmptySecret = errors.New("--jwt-secret (HERALD_JWT_SECRET) is set but empty: set it to 32 or more random bytes " +
+	"(openssl rand -base64 48), or unset it; with no credential at all herald runs in development mode")
+
+// checkExplicitSecret refuses a secret given as "": that is a template's blank left unfilled
+// (HERALD_JWT_SECRET= in an env file), and treating it as absent would start development mode,
+// with printed tokens and a throwaway secret, on a server meant to verify real tokens.
+func (c *serveConfig) checkExplicitSecret(fs *flagSet) error {
+	if fs.isGiven("jwt-secret") && c.jwtSecret == "" {
+		return errEmptySecret
+	}
 	return nil
 }
 

@@ -115,6 +115,7 @@ func (s *sseSubscriber) stream(ctx context.Context) error {
 func (s *sseSubscriber) readEvents(r io.Reader) error {
 	br := bufio.NewReader(r)
 	var event string
+	var hasID bool // the event carried an id: a message, not one of herald's control events
 	var data strings.Builder
 	for {
 		line, err := br.ReadString('\n')
@@ -126,8 +127,8 @@ func (s *sseSubscriber) readEvents(r io.Reader) error {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if line == "" {
-			s.dispatch(event, data.String())
-			event = ""
+			s.dispatch(event, data.String(), hasID)
+			event, hasID = "", false
 			data.Reset()
 			continue
 		}
@@ -138,7 +139,7 @@ func (s *sseSubscriber) readEvents(r io.Reader) error {
 		value = strings.TrimPrefix(value, " ")
 		switch field {
 		case "id":
-			s.lastEventID = value
+			s.lastEventID, hasID = value, true
 		case "event":
 			event = value
 		case "data":
@@ -151,6 +152,23 @@ func (s *sseSubscriber) readEvents(r io.Reader) error {
 				s.retry = time.Duration(ms) * time.Millisecond
 			}
 		}
+	}
+}
+
+// notice tells stderr about a control event.
+func (s *sseSubscriber) notice(event, data string) {
+	switch event {
+	case "herald.gap":
+		var gap struct{ Channel, Reason string }
+		_ = json.Unmarshal([]byte(data), &gap)
+		fmt.Fprintf(s.log, "herald subscribe: gap in %s: %s; refetch your state\n", gap.Channel, gapText(gap.Reason))
+	case "herald.token-expired":
+		fmt.Fprintln(s.log, "herald subscribe: the token expired")
+	case "herald.shutdown":
+		// The reconnect itself waits for the retry: field sent with it (see run).
+		fmt.Fprintln(s.log, "herald subscribe: the server is shutting down; reconnecting")
+	default:
+		fmt.Fprintf(s.log, "herald subscribe: server notice %s: %s\n", event, data)
 	}
 }
 
@@ -171,18 +189,16 @@ func gapText(reason string) string {
 	return "messages were missed (" + reason + ")"
 }
 
-func (s *sseSubscriber) dispatch(event, data string) {
+// dispatch prints a message on stdout, or a notice on stderr for one of herald's control
+// events (herald.gap, herald.shutdown, herald.token-expired): these carry no id, which tells them
+// from a message a backend published with an event name that starts with "herald.". Stdout then
+// holds messages only, one per line, for whatever reads it.
+func (s *sseSubscriber) dispatch(event, data string, hasID bool) {
 	if data == "" {
 		return
 	}
-	switch event {
-	case "herald.gap":
-		var gap struct{ Channel, Reason string }
-		_ = json.Unmarshal([]byte(data), &gap)
-		fmt.Fprintf(s.log, "herald subscribe: gap in %s: %s; refetch your state\n", gap.Channel, gapText(gap.Reason))
-		return
-	case "herald.token-expired":
-		fmt.Fprintln(s.log, "herald subscribe: the token expired")
+	if !hasID && strings.HasPrefix(event, "herald.") {
+		s.notice(event, data)
 		return
 	}
 	if event == "" {
