@@ -76,6 +76,10 @@ type Options struct {
 	// MaxBatch is the most messages in one POST /v1/messages (DefaultMaxBatch when 0); more
 	// answer 413.
 	MaxBatch int
+	// HistoryPageBytes bounds a history page: its messages' data and event names add up to at
+	// most this many bytes, past it one message (DefaultHistoryPageBytes when 0). A page cut
+	// short says more, and the client reads on from its next.
+	HistoryPageBytes int
 	// FanOutWait is how long a publish may wait for this node's fan-out to make room
 	// (Gateway.AwaitFanOutRoom) before it answers 429 (DefaultFanOutWait when 0).
 	FanOutWait time.Duration
@@ -105,6 +109,8 @@ type server struct {
 	ready    func(ctx context.Context) error
 	maxData  int
 	maxBatch int
+	// historyPageBytes bounds a history page (Options.HistoryPageBytes).
+	historyPageBytes int
 	// fanOutWait bounds a publish's wait for the node's fan-out (see awaitFanOut).
 	fanOutWait time.Duration
 	// limiter limits each credential's publishes (nil: no limit).
@@ -128,6 +134,8 @@ func New(opts Options) *echo.Echo {
 		maxData:  opts.MaxMessageBytes,
 		maxBatch: opts.MaxBatch,
 
+		historyPageBytes: opts.HistoryPageBytes,
+
 		fanOutWait: opts.FanOutWait,
 		limiter:    opts.PublishLimiter,
 	}
@@ -145,6 +153,9 @@ func New(opts Options) *echo.Echo {
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
+	}
+	if s.historyPageBytes <= 0 {
+		s.historyPageBytes = DefaultHistoryPageBytes
 	}
 
 	e := echo.New()

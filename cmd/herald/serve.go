@@ -49,6 +49,7 @@ type serveConfig struct {
 	idempotencyWindow time.Duration
 	maxMessageBytes   int
 	maxBatch          int
+	historyPageBytes  int
 	allowedOrigins    listValue
 	maxChannels       int
 	replayCap         int
@@ -99,6 +100,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	dur(&c.idempotencyWindow, "idempotency-window", "HERALD_IDEMPOTENCY_WINDOW", broker.DefaultIdempotencyWindow, "how long Idempotency-Key values are remembered")
 	num(&c.maxMessageBytes, "max-message-bytes", "HERALD_MAX_MESSAGE_BYTES", 65536, "largest message data accepted (413 past it)")
 	num(&c.maxBatch, "max-batch", "HERALD_MAX_BATCH", api.DefaultMaxBatch, "most messages in one batch publish")
+	num(&c.historyPageBytes, "history-page-bytes", "HERALD_HISTORY_PAGE_BYTES", api.DefaultHistoryPageBytes, "most bytes of message data in one history page (past it one message; the page says more)")
 	list(&c.allowedOrigins, "allowed-origins", "HERALD_ALLOWED_ORIGINS", "browser origins allowed to connect (https://shop.example), with credentials; repeatable,\nthe variable is comma-separated; none: any origin, without credentials")
 	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
 	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
@@ -185,7 +187,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	handler := api.New(api.Options{
 		Broker: b, Gateway: gw, Auth: verifier, Metrics: m, Registry: reg, PublishLimiter: publishLimit,
-		MaxMessageBytes: c.maxMessageBytes, MaxBatch: c.maxBatch, CORS: cors.New(c.allowedOrigins.items), Logger: log,
+		MaxMessageBytes: c.maxMessageBytes, MaxBatch: c.maxBatch, HistoryPageBytes: c.historyPageBytes, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 	})
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
