@@ -171,3 +171,18 @@ func TestHostileSlowlorisBody(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileLongPollOutlivesWriteTimeout: the write timeout does not cut a long-poll that
+// waits longer than it: the poll's own deadline is its wait plus a margin.
+func TestHostileLongPollOutlivesWriteTimeout(t *testing.T) {
+	s := startServer(t, freePort(t), "--write-timeout", "1s")
+	resp, err := http.Get(s.base + "/v1/poll?channel=hbwait&timeout=2&access_token=" + s.sub)
+	if err != nil {
+		t.Fatalf("a long-poll waiting past the write timeout: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), `"messages":[]`) {
+		t.Fatalf("long-poll answer: %d %q %v", resp.StatusCode, body, err)
+	}
+}
