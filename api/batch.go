@@ -65,7 +65,7 @@ func (s *server) publishBatch(c echo.Context) (err error) {
 		return err
 	}
 	var body batchRequest
-	if err := decodeBody(c, int64(s.maxBatch)*int64(s.maxData+envelopeRoom), &body); err != nil {
+	if err := s.decodeBody(c, int64(s.maxBatch)*int64(s.maxData+envelopeRoom), &body); err != nil {
 		return err
 	}
 	items, err := s.batchItems(&body)

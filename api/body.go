@@ -3,10 +3,13 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -35,12 +38,12 @@ var bodyPool = sync.Pool{New: func() any {
 }}
 
 // readBody checks that the request is application/json (415 otherwise) and reads its body,
-// at most limit bytes.
+// at most limit bytes, within the server's body timeout (408 past it, see readDeadline).
 //
 // Reading the body whole before decoding it changes no answer: decode replays the same bytes,
 // followed by the same error where the read stopped, so the decoder sees what it would have
 // seen reading the connection through http.MaxBytesReader.
-func readBody(c echo.Context, limit int64) (requestBody, error) {
+func (s *server) readBody(c echo.Context, limit int64) (requestBody, error) {
 	r := c.Request()
 	// The exact value, as clients nearly always send it, needs no parsing.
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
@@ -55,9 +58,42 @@ func readBody(c echo.Context, limit int64) (requestBody, error) {
 		// and memory for more is taken as the bytes arrive.
 		*buf = make([]byte, 0, n+1)
 	}
+	stop := s.readDeadline(c)
 	var err error
 	*buf, err = readLimited(r.Body, (*buf)[:0], limit)
+	if isTimeout(err) {
+		c.Response().Header().Set("Connection", "close")
+		requestBody{buf: buf}.release()
+		return requestBody{}, problem.New(http.StatusRequestTimeout, typeRequestTimeout, "the request body did not arrive in time")
+	}
+	stop()
 	return requestBody{buf: buf, err: err}, nil
+}
+
+// readDeadline bounds the time the request's body may take to arrive (a client that sends the
+// headers and then a byte now and then would otherwise hold its goroutine and buffer for as long
+// as it likes); the returned function lifts the bound once the body is read. It must be lifted:
+// net/http reads on in the background while the handler runs, and a deadline passing then would
+// cancel the request. After a timeout it stays, so that net/http gives up on the rest of the body
+// at once and closes the connection.
+//
+// Only routes with a body set it, each in its own handler: a long-poll or an SSE stream has no
+// body and reads nothing for minutes.
+func (s *server) readDeadline(c echo.Context) (lift func()) {
+	if s.bodyTimeout <= 0 {
+		return func() {}
+	}
+	rc := http.NewResponseController(c.Response().Writer)
+	if rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) != nil {
+		return func() {}
+	}
+	return func() { _ = rc.SetReadDeadline(time.Time{}) }
+}
+
+// isTimeout reports whether err is a read deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // readLimited appends what r holds to b, up to limit bytes. Past the limit it returns the

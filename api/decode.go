@@ -19,8 +19,8 @@ import (
 // Content-Type other than application/json, 413 past the limit (enforced while reading), and 400
 // for malformed JSON (invalid-json) or JSON of the wrong shape: unknown fields, wrong types
 // (invalid-request).
-func decodeBody(c echo.Context, limit int64, v any) error {
-	body, err := readBody(c, limit)
+func (s *server) decodeBody(c echo.Context, limit int64, v any) error {
+	body, err := s.readBody(c, limit)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ const (
 	typeMethodNotAllowed   = "method-not-allowed"
 	typeUnsupportedMedia   = "unsupported-media-type"
 	typeRequestTooLarge    = "request-too-large"
+	typeRequestTimeout     = "request-timeout"
 	typeMessageTooLarge    = "message-too-large"
 	typeBatchTooLarge      = "batch-too-large"
 	typeInvalidJSON        = "invalid-json"

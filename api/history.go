@@ -14,6 +14,9 @@ import (
 const (
 	defaultHistoryLimit = 100
 	maxHistoryLimit     = 1000
+	// DefaultHistoryPageBytes bounds a history page's message data and event names (see
+	// Options.HistoryPageBytes).
+	DefaultHistoryPageBytes = 1 << 20
 )
 
 // historyMessage is one message of a history page.
@@ -37,7 +40,8 @@ type historyResponse struct {
 	// Reason says why the page is not complete (the gap reasons of every transport); omitted
 	// when it is.
 	Reason string `json:"reason,omitempty"`
-	// More is true when messages after Next exist already.
+	// More is true when messages after Next exist already: the page was cut at limit or at its
+	// byte bound.
 	More bool `json:"more"`
 }
 
@@ -60,6 +64,7 @@ func (s *server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	q.MaxBytes = s.historyPageBytes
 	ctx := c.Request().Context()
 	page, err := s.broker.History(ctx, channel, q)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herald-gateway/herald/api"
 	"github.com/herald-gateway/herald/gateway/broker"
 	"github.com/herald-gateway/herald/gateway/broker/memory"
 )
@@ -149,4 +150,45 @@ func TestHistoryAuth(t *testing.T) {
 	e.do(request{path: "/v1/channels/room:1/messages"}).wantProblem(t, 401, "unauthorized")
 	e.do(request{path: "/v1/channels/room:1/messages", token: token(t, []string{"*"}, nil)}).wantProblem(t, 403, "forbidden")
 	e.do(request{path: "/v1/channels/room:1/messages", token: token(t, nil, []string{"room:2"})}).wantProblem(t, 403, "forbidden")
+}
+
+// TestHistoryPageByteLimit: a page holds at most Options.HistoryPageBytes of message data (one
+// message past it at most), says more when it was cut there, and paging on from next reads every
+// message once.
+func TestHistoryPageByteLimit(t *testing.T) {
+	const pageBytes = 10_000
+	e := newEnv(t, withOptions(func(o *api.Options) { o.HistoryPageBytes = pageBytes }))
+	data := `"` + strings.Repeat("z", 3000) + `"`
+	var ids []string
+	for range 10 {
+		ids = append(ids, e.publish("big", `{"data":`+data+`}`))
+	}
+	tok := token(t, nil, []string{"big"})
+	var got []string
+	since, pages := "0", 0
+	for {
+		r, page := e.readHistory("/v1/channels/big/messages?limit=1000&since="+since, tok)
+		if r.status != http.StatusOK {
+			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+		pages++
+		n := 0
+		for _, m := range page.Messages {
+			n += len(m.Data)
+			got = append(got, m.ID)
+		}
+		if n > pageBytes+len(data) {
+			t.Fatalf("page %d holds %d bytes, want at most %d", pages, n, pageBytes+len(data))
+		}
+		since = page.Next
+		if !page.More {
+			break
+		}
+		if pages > len(ids) {
+			t.Fatal("more pages than messages")
+		}
+	}
+	if pages < 3 || strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Fatalf("%d pages with %v, want at least 3 pages with %v", pages, got, ids)
+	}
 }

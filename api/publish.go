@@ -51,7 +51,7 @@ func (s *server) publish(c echo.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c, int64(s.maxData+envelopeRoom))
+	body, err := s.readBody(c, int64(s.maxData+envelopeRoom))
 	if err != nil {
 		return err
 	}

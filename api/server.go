@@ -54,6 +54,7 @@ const (
 	DefaultMaxMessageBytes = 65536
 	DefaultMaxBatch        = 100
 	DefaultFanOutWait      = 5 * time.Second
+	DefaultBodyTimeout     = 10 * time.Second
 )
 
 // Options configure the API. Broker and Auth are required.
@@ -76,6 +77,14 @@ type Options struct {
 	// MaxBatch is the most messages in one POST /v1/messages (DefaultMaxBatch when 0); more
 	// answer 413.
 	MaxBatch int
+	// HistoryPageBytes bounds a history page: its messages' data and event names add up to at
+	// most this many bytes, past it one message (DefaultHistoryPageBytes when 0). A page cut
+	// short says more, and the client reads on from its next.
+	HistoryPageBytes int
+	// BodyTimeout is how long a publish's body may take to arrive once its handler starts
+	// reading it (DefaultBodyTimeout when 0, none when negative); past it the request answers
+	// 408 and the connection is closed.
+	BodyTimeout time.Duration
 	// FanOutWait is how long a publish may wait for this node's fan-out to make room
 	// (Gateway.AwaitFanOutRoom) before it answers 429 (DefaultFanOutWait when 0).
 	FanOutWait time.Duration
@@ -105,6 +114,10 @@ type server struct {
 	ready    func(ctx context.Context) error
 	maxData  int
 	maxBatch int
+	// historyPageBytes bounds a history page (Options.HistoryPageBytes).
+	historyPageBytes int
+	// bodyTimeout bounds the read of a request body (see readDeadline); none when not positive.
+	bodyTimeout time.Duration
 	// fanOutWait bounds a publish's wait for the node's fan-out (see awaitFanOut).
 	fanOutWait time.Duration
 	// limiter limits each credential's publishes (nil: no limit).
@@ -128,6 +141,9 @@ func New(opts Options) *echo.Echo {
 		maxData:  opts.MaxMessageBytes,
 		maxBatch: opts.MaxBatch,
 
+		historyPageBytes: opts.HistoryPageBytes,
+		bodyTimeout:      opts.BodyTimeout,
+
 		fanOutWait: opts.FanOutWait,
 		limiter:    opts.PublishLimiter,
 	}
@@ -145,6 +161,12 @@ func New(opts Options) *echo.Echo {
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
+	}
+	if s.bodyTimeout == 0 {
+		s.bodyTimeout = DefaultBodyTimeout
+	}
+	if s.historyPageBytes <= 0 {
+		s.historyPageBytes = DefaultHistoryPageBytes
 	}
 
 	e := echo.New()

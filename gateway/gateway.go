@@ -55,6 +55,7 @@ type Config struct {
 	SSERetry           time.Duration // the SSE retry field [2s]
 	PollTimeout        time.Duration // default long-poll wait [25s]
 	PollTimeoutMax     time.Duration // longest long-poll wait [60s]
+	HTTPIdleTimeout    time.Duration // idle keep-alive HTTP connection in the epoll core, as the HTTP server's IdleTimeout [2m]
 	BrokerTimeout      time.Duration // per broker call made for a client [5s]
 	ShutdownJitter     time.Duration // spread of reconnect hints on shutdown [5s]
 	Workers            int           // epoll worker goroutines [netpoll default]
@@ -91,6 +92,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.SSERetry, 2*time.Second)
 	defDur(&c.PollTimeout, 25*time.Second)
 	defDur(&c.PollTimeoutMax, 60*time.Second)
+	defDur(&c.HTTPIdleTimeout, 2*time.Minute)
 	defDur(&c.BrokerTimeout, 5*time.Second)
 	defDur(&c.FanOutWait, 5*time.Second)
 	defDur(&c.ShutdownJitter, 5*time.Second)

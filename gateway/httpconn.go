@@ -26,10 +26,6 @@ import (
 // applies the API's own limits.
 var httpLimits = http1.Limits{MaxHead: 8 << 10, MaxBody: 128 << 10}
 
-// httpIdleTimeout is how long an adopted connection may stay idle before it is closed, as
-// net/http's IdleTimeout (the same 2 minutes in herald serve) does for the connections it keeps.
-const httpIdleTimeout = 2 * time.Minute
-
 // httpSession is a keep-alive HTTP connection that the epoll core reads.
 type httpSession struct {
 	conn
@@ -245,9 +241,10 @@ func (s *httpSession) closeFrame(closeCause) []byte { return nil }
 
 func (s *httpSession) cleanup() {}
 
-// heartbeat closes a connection idle for longer than httpIdleTimeout.
+// heartbeat closes a connection idle for longer than Config.HTTPIdleTimeout, as net/http's
+// IdleTimeout (herald serve gives both --idle-timeout) does for the connections it keeps.
 func (s *httpSession) heartbeat(now int64) {
-	if now-s.lastSeen.Load() >= int64(httpIdleTimeout/s.gw.cfg.Tick) {
+	if now-s.lastSeen.Load() >= int64(s.gw.cfg.HTTPIdleTimeout/s.gw.cfg.Tick) {
 		s.close(closeCause{metric: "idle"})
 	}
 }

@@ -14,7 +14,7 @@ type declineAll struct{}
 func (declineAll) ServeFast(_ *http1.Request, dst []byte) ([]byte, bool) { return dst, false }
 
 // TestAdoptedHTTPConnectionClosedWhenIdle: the epoll core closes a keep-alive connection it
-// adopted once it stayed idle for httpIdleTimeout, as net/http does with its IdleTimeout, and
+// adopted once it stayed idle for Config.HTTPIdleTimeout, as net/http does with its IdleTimeout, and
 // not before.
 func TestAdoptedHTTPConnectionClosedWhenIdle(t *testing.T) {
 	g := newEnv(t).gw
@@ -26,7 +26,7 @@ func TestAdoptedHTTPConnectionClosedWhenIdle(t *testing.T) {
 	}
 	g.start(&s.conn)
 	seen := s.lastSeen.Load()
-	idle := int64(httpIdleTimeout / g.cfg.Tick)
+	idle := int64(g.cfg.HTTPIdleTimeout / g.cfg.Tick)
 
 	s.heartbeat(seen + idle - 1)
 	client.SetReadDeadline(time.Now().Add(100 * time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,9 +53,20 @@ func (p *pollWaiter) signal() {
 }
 
 // maxPollMessages is the most messages one long-poll response carries per channel; a client
-// that is further behind gets the oldest ones and polls again at once (More is implied by a full
-// page), so a long catch-up never skips anything.
+// that is further behind gets the oldest ones, with more set, and polls again at once, so a long
+// catch-up never skips anything.
 const maxPollMessages = 1000
+
+// pollAnswerBytes bounds one long-poll answer: its messages' data and event names add up to at
+// most this many bytes, give or take one message (a channel's page holds at least one). A poll of
+// many channels far behind then holds about this much per request while its answer is built and
+// written, not every channel's backlog at once; the answer says more and the client polls again
+// at once.
+const pollAnswerBytes = 1 << 20
+
+// pollWriteMargin is how long a long-poll answer may take to write, on top of the poll's wait:
+// the write deadline of a client that does not read its answer.
+const pollWriteMargin = 10 * time.Second
 
 type pollMessage struct {
 	Channel string          `json:"channel"`
@@ -67,6 +79,9 @@ type pollResponse struct {
 	Messages  []pollMessage `json:"messages"`
 	Cursor    string        `json:"cursor"`
 	Recovered bool          `json:"recovered"`
+	// More is true when the answer stopped short (its byte budget or a channel's page size):
+	// messages after the cursor may exist already, so poll again at once.
+	More bool `json:"more,omitempty"`
 	// Gaps lists the channels whose history since the cursor could not be proven complete.
 	Gaps []pollGap `json:"gaps,omitempty"`
 }
@@ -94,6 +109,9 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, perr)
 		return
 	}
+	// A client that does not read its answer must not hold the request (and the answer's
+	// memory) for longer than its wait and the time to write.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout + pollWriteMargin))
 	g.polls.Add(1)
 	defer g.polls.Done()
 	g.metrics.Connections.WithLabelValues("poll").Inc()
@@ -158,42 +176,70 @@ func (g *Gateway) ServePoll(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// collect reads every channel's messages after its position and advances the positions. A
-// channel whose log no longer holds everything after its position is listed in Gaps.
+// collect reads every channel's messages after its position, oldest position first, and
+// advances the positions, until the answer holds pollAnswerBytes. A channel whose log no longer
+// holds everything after its position is listed in Gaps.
+//
+// Channels are read in the order of their positions rather than of the request, so that a
+// channel the budget left out of one answer (it keeps its position) is among the first of the
+// next: the one furthest behind goes first, and none waits behind a busy neighbour for ever.
 func (g *Gateway) collect(ctx context.Context, subs []*subscription, waiter *pollWaiter) (pollResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.BrokerTimeout)
 	defer cancel()
 	resp := pollResponse{Messages: []pollMessage{}, Recovered: true}
-	for _, sub := range subs {
-		page, err := g.broker.History(ctx, sub.ch.name, broker.HistoryQuery{Since: sub.pos, Limit: maxPollMessages})
+	budget := pollAnswerBytes
+	for _, sub := range byPosition(subs) {
+		if budget <= 0 {
+			resp.More = true // this channel keeps its position for the next answer
+			continue
+		}
+		page, err := g.broker.History(ctx, sub.ch.name, broker.HistoryQuery{Since: sub.pos, Limit: maxPollMessages, MaxBytes: budget})
 		if err != nil {
 			return resp, err
 		}
-		lost := waiter.takeLost(sub)
-		if !page.Complete {
-			reason := page.Gap
-			if lost != broker.GapNone {
-				reason = lost // the log lacks them because the node's link was down meanwhile
-			}
-			resp.Recovered = false
-			resp.Gaps = append(resp.Gaps, pollGap{Channel: sub.ch.name, Reason: reason.String()})
-			g.metrics.Gaps.Inc()
-		}
+		g.collectPage(&resp, sub, page, waiter.takeLost(sub))
 		for _, m := range page.Messages {
-			resp.Messages = append(resp.Messages, pollMessage{Channel: m.Channel, ID: m.ID.String(), Event: m.Event, Data: m.Data})
-			sub.pos = m.ID
+			budget -= broker.MessageBytes(m)
 		}
-		if !page.More {
-			// The answer holds everything up to LastID, so that is the position: after a gap it
-			// is reported once (the next cursor starts from where the log stands, not from the
-			// lost position), and a channel without messages has its epoch, as on every
-			// transport.
-			sub.pos = page.LastID
-		}
-		g.metrics.Deliveries.Add(float64(len(page.Messages)))
 	}
 	resp.Cursor = string(appendCursor(nil, subs))
 	return resp, nil
+}
+
+// collectPage adds a channel's page to the answer and moves the channel's position to the last
+// message included. lost is the channel's live gap notice (GapNone when there is none).
+func (g *Gateway) collectPage(resp *pollResponse, sub *subscription, page broker.HistoryPage, lost broker.GapReason) {
+	if !page.Complete {
+		reason := page.Gap
+		if lost != broker.GapNone {
+			reason = lost // the log lacks them because the node's link was down meanwhile
+		}
+		resp.Recovered = false
+		resp.Gaps = append(resp.Gaps, pollGap{Channel: sub.ch.name, Reason: reason.String()})
+		g.metrics.Gaps.Inc()
+	}
+	for _, m := range page.Messages {
+		resp.Messages = append(resp.Messages, pollMessage{Channel: m.Channel, ID: m.ID.String(), Event: m.Event, Data: m.Data})
+		sub.pos = m.ID
+	}
+	if page.More {
+		resp.More = true
+	} else {
+		// The answer holds everything up to LastID, so that is the position: after a gap it
+		// is reported once (the next cursor starts from where the log stands, not from the
+		// lost position), and a channel without messages has its epoch, as on every
+		// transport.
+		sub.pos = page.LastID
+	}
+	g.metrics.Deliveries.Add(float64(len(page.Messages)))
+}
+
+// byPosition returns the subscriptions ordered by position, oldest first (a copy: the cursor
+// keeps the request's order).
+func byPosition(subs []*subscription) []*subscription {
+	out := slices.Clone(subs)
+	slices.SortStableFunc(out, func(a, b *subscription) int { return a.pos.Compare(b.pos) })
+	return out
 }
 
 func writePoll(w http.ResponseWriter, resp pollResponse) {

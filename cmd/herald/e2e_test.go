@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -432,16 +433,37 @@ func TestCLITokenPublishSubscribe(t *testing.T) {
 	}
 }
 
+// TestServeHelpExplainsEveryOption: every flag of herald serve, taken from its flag set (so a
+// new flag cannot be forgotten here), is in --help with a usage text and its environment
+// variable, and in the README's flag table.
 func TestServeHelpExplainsEveryOption(t *testing.T) {
 	out, err := exec.Command(heraldBin, "serve", "--help").CombinedOutput()
 	if err != nil {
 		t.Fatalf("serve --help: %v", err)
 	}
-	for _, want := range []string{"--listen", "HERALD_LISTEN", "--jwt-secret", "HERALD_JWT_SECRET", "--jwt-public-key-file",
-		"--jwks-url", "--api-key", "HERALD_API_KEYS", "--valkey-url", "HERALD_VALKEY_URL", "--history-size", "--history-ttl",
-		"--max-message-bytes", "--allowed-origins", "HERALD_ALLOWED_ORIGINS"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("serve --help lacks %s", want)
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, _ := serveFlags(io.Discard)
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		env := fs.env[f.Name]
+		switch {
+		case env == "":
+			t.Errorf("--%s has no environment variable", f.Name)
+		case strings.TrimSpace(f.Usage) == "":
+			t.Errorf("--%s has no usage text", f.Name)
+		case !regexp.MustCompile(`(?m)^  --` + regexp.QuoteMeta(f.Name) + `\b`).Match(out):
+			t.Errorf("serve --help lacks --%s", f.Name)
+		case !strings.Contains(string(out), "env "+env):
+			t.Errorf("serve --help lacks %s for --%s", env, f.Name)
+		case !strings.Contains(string(readme), "`--"+f.Name+"`") || !strings.Contains(string(readme), "`"+env):
+			t.Errorf("the README's flag table lacks --%s or %s", f.Name, env)
 		}
+	})
+	if n < 30 {
+		t.Fatalf("only %d flags visited", n)
 	}
 }

@@ -49,6 +49,7 @@ type serveConfig struct {
 	idempotencyWindow time.Duration
 	maxMessageBytes   int
 	maxBatch          int
+	historyPageBytes  int
 	allowedOrigins    listValue
 	maxChannels       int
 	replayCap         int
@@ -56,6 +57,10 @@ type serveConfig struct {
 	replayQueueBytes  int
 	fanOutBacklog     int
 	heartbeat         time.Duration
+	headerTimeout     time.Duration
+	bodyTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
 	shutdownTimeout   time.Duration
 	logLevel          string
 	logFormat         string
@@ -99,6 +104,7 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	dur(&c.idempotencyWindow, "idempotency-window", "HERALD_IDEMPOTENCY_WINDOW", broker.DefaultIdempotencyWindow, "how long Idempotency-Key values are remembered")
 	num(&c.maxMessageBytes, "max-message-bytes", "HERALD_MAX_MESSAGE_BYTES", 65536, "largest message data accepted (413 past it)")
 	num(&c.maxBatch, "max-batch", "HERALD_MAX_BATCH", api.DefaultMaxBatch, "most messages in one batch publish")
+	num(&c.historyPageBytes, "history-page-bytes", "HERALD_HISTORY_PAGE_BYTES", api.DefaultHistoryPageBytes, "most bytes of message data in one history page (past it one message; the page says more)")
 	list(&c.allowedOrigins, "allowed-origins", "HERALD_ALLOWED_ORIGINS", "browser origins allowed to connect (https://shop.example), with credentials; repeatable,\nthe variable is comma-separated; none: any origin, without credentials")
 	num(&c.maxChannels, "max-channels-per-connection", "HERALD_MAX_CHANNELS_PER_CONNECTION", 128, "channels one connection may subscribe to")
 	num(&c.replayCap, "replay-cap", "HERALD_REPLAY_CAP", 1000, "most messages replayed on one subscribe (past it: the newest, and recovered=false)")
@@ -106,6 +112,10 @@ func serveFlags(stderr io.Writer) (*flagSet, *serveConfig) {
 	num(&c.replayQueueBytes, "replay-queue-bytes", "HERALD_REPLAY_QUEUE_BYTES", 64<<20, "replay bytes queued for a client on top of --queue-bytes before it is disconnected\n(4008): a client resuming many channels without reading holds no more")
 	num(&c.fanOutBacklog, "fanout-backlog", "HERALD_FANOUT_BACKLOG", 1_000_000, "deliveries (messages x local subscribers) queued for fan-out before publishes wait;\na larger backlog batches more messages per write at saturation, and adds latency")
 	dur(&c.heartbeat, "heartbeat", "HERALD_HEARTBEAT", 15*time.Second, "interval of WebSocket pings and SSE keep-alive comments")
+	dur(&c.headerTimeout, "header-timeout", "HERALD_HEADER_TIMEOUT", 10*time.Second, "longest a request's line and headers may take to arrive (a WebSocket upgrade's too);\npast it the connection is closed")
+	dur(&c.bodyTimeout, "body-timeout", "HERALD_BODY_TIMEOUT", api.DefaultBodyTimeout, "longest a publish's body may take to arrive (408 and the connection closed past it)")
+	dur(&c.writeTimeout, "write-timeout", "HERALD_WRITE_TIMEOUT", 30*time.Second, "longest a response may take to be written to a client that does not read;\na long-poll gets its wait on top. WebSocket and SSE streams have their own flow control")
+	dur(&c.idleTimeout, "idle-timeout", "HERALD_IDLE_TIMEOUT", 2*time.Minute, "longest an idle keep-alive HTTP connection is kept open")
 	dur(&c.shutdownTimeout, "shutdown-timeout", "HERALD_SHUTDOWN_TIMEOUT", 10*time.Second, "time given to clients to drain on SIGTERM")
 	admissionFlags(fs, &c.admission)
 	str(&c.logLevel, "log-level", "HERALD_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -173,7 +183,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Auth: verifier, Metrics: m, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 		MaxChannelsPerConn: c.maxChannels, ReplayCap: c.replayCap, MaxMessageBytes: c.maxMessageBytes,
 		QueueBytes: c.queueBytes, ReplayQueueBytes: c.replayQueueBytes, FanOutBacklog: c.fanOutBacklog, Heartbeat: c.heartbeat,
-		Admission: admit, PublishLimiter: publishLimit,
+		Admission: admit, PublishLimiter: publishLimit, HTTPIdleTimeout: c.idleTimeout,
 	})
 	if err != nil {
 		return err
@@ -188,15 +198,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	handler := api.New(api.Options{
 		Broker: b, Gateway: gw, Auth: verifier, Metrics: m, Registry: reg, PublishLimiter: publishLimit,
-		MaxMessageBytes: c.maxMessageBytes, MaxBatch: c.maxBatch, CORS: cors.New(c.allowedOrigins.items), Logger: log,
+		MaxMessageBytes: c.maxMessageBytes, MaxBatch: c.maxBatch, HistoryPageBytes: c.historyPageBytes, BodyTimeout: c.bodyTimeout, CORS: cors.New(c.allowedOrigins.items), Logger: log,
 	})
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		_ = gw.Shutdown(context.Background())
 		return fmt.Errorf("listen: %w", err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := c.httpServer(handler, log)
 	// The listener is bound: say so (and print the development banner) before the first
 	// request can be answered, so that whoever waits for readiness finds the banner written.
 	log.Info("herald is serving", "listen", ln.Addr().String(), "broker", brokerName, "version", version)
@@ -250,6 +259,19 @@ func (c *serveConfig) checkExplicitSecret(fs *flagSet) error {
 		return errEmptySecret
 	}
 	return nil
+}
+
+// httpServer is the HTTP server of the API and the subscribe endpoints, with the timeouts that
+// keep a slow or silent client from holding a goroutine: ReadHeaderTimeout for the request line
+// and headers (a WebSocket upgrade is a request like any until its headers are read), the API's
+// BodyTimeout for a publish's body (set per request: routes without a body, like a long-poll,
+// read nothing for minutes), WriteTimeout for every response, reset by net/http for each request
+// (a long-poll extends its own by its wait; WebSocket and SSE connections leave net/http's
+// deadlines behind when the epoll core takes their descriptor over), and IdleTimeout between
+// keep-alive requests.
+func (c *serveConfig) httpServer(handler http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{Handler: handler, ReadHeaderTimeout: c.headerTimeout, WriteTimeout: c.writeTimeout,
+		IdleTimeout: c.idleTimeout, MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
 // openBroker opens the Valkey broker when a URL is configured, else the memory broker.

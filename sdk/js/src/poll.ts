@@ -7,6 +7,8 @@ export interface PollResponse {
   messages: Array<{ channel: string; id: string; event?: string; data: unknown }>;
   cursor: string;
   recovered: boolean;
+  /** The answer stopped short (1000 messages of a channel, or its byte budget): more may follow the cursor. */
+  more?: boolean;
   /** The channels with a gap and why (a gateway that predates reasons sends bare names). */
   gaps?: Array<{ channel: string; reason?: GapReason } | string>;
 }
