@@ -345,7 +345,6 @@ func TestWebSocketLargeReplayThenLive(t *testing.T) {
 	}
 }
 
-
 // TestSSECursorWithLiveOnlyChannel: an empty cursor element starts that channel live while the
 // others resume (a client adding a channel to a resuming stream).
 func TestSSECursorWithLiveOnlyChannel(t *testing.T) {

@@ -48,19 +48,19 @@ type Config struct {
 	ReplayQueueBytes   int           // bytes of a replay page a connection may have queued on top of QueueBytes [64 MiB]
 	// PendingBytes bounds the live messages a subscription buffers while its replay is paged;
 	// past it they are dropped and read from the log instead [QueueBytes/2].
-	PendingBytes  int
-	FanOutBacklog      int           // deliveries queued in the hub before publishers wait [1,000,000]
-	FanOutWait         time.Duration // how long a WebSocket publish waits for fan-out room before "backlogged" [5s]
-	Heartbeat          time.Duration // ping / SSE comment interval [15s]
-	Tick               time.Duration // heartbeat wheel resolution [1s]
-	AuthTimeout        time.Duration // time to send the auth frame [10s]
-	RefreshBefore      time.Duration // send "refresh" this long before the token expires [60s]
-	SSERetry           time.Duration // the SSE retry field [2s]
-	PollTimeout        time.Duration // default long-poll wait [25s]
-	PollTimeoutMax     time.Duration // longest long-poll wait [60s]
-	BrokerTimeout      time.Duration // per broker call made for a client [5s]
-	ShutdownJitter     time.Duration // spread of reconnect hints on shutdown [5s]
-	Workers            int           // epoll worker goroutines [netpoll default]
+	PendingBytes   int
+	FanOutBacklog  int           // deliveries queued in the hub before publishers wait [1,000,000]
+	FanOutWait     time.Duration // how long a WebSocket publish waits for fan-out room before "backlogged" [5s]
+	Heartbeat      time.Duration // ping / SSE comment interval [15s]
+	Tick           time.Duration // heartbeat wheel resolution [1s]
+	AuthTimeout    time.Duration // time to send the auth frame [10s]
+	RefreshBefore  time.Duration // send "refresh" this long before the token expires [60s]
+	SSERetry       time.Duration // the SSE retry field [2s]
+	PollTimeout    time.Duration // default long-poll wait [25s]
+	PollTimeoutMax time.Duration // longest long-poll wait [60s]
+	BrokerTimeout  time.Duration // per broker call made for a client [5s]
+	ShutdownJitter time.Duration // spread of reconnect hints on shutdown [5s]
+	Workers        int           // epoll worker goroutines [netpoll default]
 	// Admission limits subscriber connections before they start [nil: no limits].
 	Admission *admission.Controller
 	// PublishLimiter limits each credential's publishes; the HTTP API shares it [nil: no limit].

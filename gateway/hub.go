@@ -155,8 +155,8 @@ type Hub struct {
 	metrics *metrics.Metrics
 	// pendingBytes bounds the live bytes a subscription buffers while its replay is written.
 	pendingBytes int
-	seed    maphash.Seed
-	shards  [hubShards]hubShard
+	seed         maphash.Seed
+	shards       [hubShards]hubShard
 
 	queues  []chan dispatchItem
 	backlog *backlog         // bounds the deliveries waiting in queues
