@@ -62,9 +62,9 @@ type conn struct {
 	wmu    sync.Mutex
 	queue  [][]byte // unwritten bytes; slices may be shared with other connections: read-only
 	queued int      // bytes in queue
-	// replayEnd is how many of the queued bytes, from the head, reach to the end of the last
-	// replay queued (see writeReplayLocked); they do not count toward the slow-consumer bound.
-	replayEnd int
+	// replay is the connection's replay in progress (see replayRun): nil unless a replay is
+	// being paged or its last page is still queued, so an idle connection holds none.
+	replay *replayRun
 
 	// liveness, read by the heartbeat wheel
 	lastSeen  atomic.Int64 // wheel tick of the last bytes received
@@ -116,7 +116,9 @@ func (c *conn) HandleEvent(ev netpoll.Event) {
 	c.evMu.Unlock()
 	for {
 		if ev&netpoll.Writable != 0 {
-			c.flush()
+			if r := c.flush(); r != nil {
+				c.continueReplay(r)
+			}
 		}
 		read, drain := ev&(netpoll.Readable|netpoll.HangUp) != 0, ev&netpoll.HangUp != 0
 		if c.kind == kindHTTP {
@@ -249,19 +251,33 @@ func (c *conn) writeLocked(a, b []byte) bool {
 	return ok
 }
 
-// writeReplayLocked writes a subscribe's replay: the messages the client asked to resume, after
-// its subscribe answer. What the socket does not take is queued like any write, but up to
-// ReplayQueueBytes of it does not count toward the slow-consumer bound (QueueBytes): a client
-// that resumes after a long absence must get its replay whole. Counted, a replay larger than
-// the bound plus the socket's buffer would end in 4008 on every attempt, each moving the client
-// on by no more than a socket buffer. ReplayQueueBytes keeps a client that resumes many
-// channels and reads nothing from holding unbounded memory. Live messages queued behind a
-// replay count as usual. wmu must be held.
+// writeReplayLocked writes one page of a replay: messages the client asked to resume (after its
+// subscribe answer, for the first page). What the socket does not take is queued like any write,
+// but up to ReplayQueueBytes of it does not count toward the slow-consumer bound (QueueBytes):
+// a replay is paced by the socket page by page (see replayRun), so a client that resumes after a
+// long absence is never disconnected for reading it slowly, and the queue holds at most one page
+// of it. Live messages queued behind a page count as usual. wmu must be held.
 func (c *conn) writeReplayLocked(p []byte) bool {
+	if c.closed {
+		return false
+	}
 	limit := c.gw.cfg.ReplayQueueBytes
-	c.replayEnd = min(c.queued+len(p), limit) // the most this write may queue past the bound
+	r := c.replay
+	if r == nil {
+		r = &replayRun{}
+	}
+	r.end = min(c.queued+len(p), limit) // the most this write may queue past the bound
+	c.replay = r
 	ok := c.writeLocked(p, nil)
-	c.replayEnd = min(c.queued, limit) // the replay's end is the queue's end
+	if c.replay == nil { // closed meanwhile
+		return ok
+	}
+	r.end = min(c.queued, limit) // the page's end is the queue's end
+	if r.end > 0 {
+		r.waiting = true // the flush that writes the page's end continues the run (see flush)
+	} else if len(r.jobs) == 0 {
+		c.replay = nil
+	}
 	return ok
 }
 
@@ -314,7 +330,7 @@ func (c *conn) enqueue(bufs [][]byte, skip int) {
 		c.queue = append(c.queue, p)
 		c.queued += len(p)
 	}
-	if c.queued-c.replayEnd > c.gw.cfg.QueueBytes {
+	if c.queued-c.replayQueued() > c.gw.cfg.QueueBytes {
 		c.gw.metrics.SlowConsumerDisconnects.Inc()
 		c.dropQueue()
 		c.closeLocked(causeSlow)
@@ -324,10 +340,26 @@ func (c *conn) enqueue(bufs [][]byte, skip int) {
 // writeNow makes one non-blocking write attempt and returns how much the socket took.
 func (c *conn) writeNow(p []byte) (int, error) { return taken(unix.Write(int(c.fd), p)) }
 
-// flush writes queued bytes after EPOLLOUT said the socket has room.
-func (c *conn) flush() {
+// replayQueued is how many queued bytes, from the head, belong to a replay page. wmu must be held.
+func (c *conn) replayQueued() int {
+	if c.replay == nil {
+		return 0
+	}
+	return c.replay.end
+}
+
+// flush writes queued bytes after EPOLLOUT said the socket has room. It returns the connection's
+// replay when the socket took the end of its last page: the caller (the event handler) continues
+// it (see continueReplay).
+func (c *conn) flush() (resume *replayRun) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	defer func() {
+		if r := c.replay; r != nil && r.waiting && r.end == 0 && !c.closed {
+			r.waiting = false
+			resume = r
+		}
+	}()
 	if len(c.queue) > 0 && !c.closed {
 		// The queue goes out with one writev per 1,024 buffers, not a write per buffer: a
 		// subscriber that fell behind can have many small messages queued.
@@ -356,6 +388,7 @@ func (c *conn) flush() {
 			c.closeLocked(closeCause{})
 		}
 	}
+	return nil // or the replay, set by the deferred check above
 }
 
 // gatherVecs holds the gathering space of writes and flushes; what is put back is reset.
@@ -364,7 +397,9 @@ var gatherVecs = sync.Pool{New: func() any { return new(iovecs) }}
 // dequeue drops the first n queued bytes, which the socket took. wmu must be held.
 func (c *conn) dequeue(n int) {
 	c.queued -= n
-	c.replayEnd = max(c.replayEnd-n, 0)
+	if c.replay != nil {
+		c.replay.end = max(c.replay.end-n, 0)
+	}
 	i := 0
 	for i < len(c.queue) && n >= len(c.queue[i]) {
 		n -= len(c.queue[i])
@@ -382,7 +417,7 @@ func (c *conn) dequeue(n int) {
 }
 
 // dropQueue forgets every queued byte. wmu must be held.
-func (c *conn) dropQueue() { c.queue, c.queued, c.replayEnd = nil, 0, 0 }
+func (c *conn) dropQueue() { c.queue, c.queued, c.replay = nil, 0, nil }
 
 // close ends the connection now for cause (sending the protocol's close frame if the socket
 // takes it).

@@ -22,6 +22,15 @@ type delivery struct {
 	sseBody []byte
 }
 
+// wireSize is about what d costs a subscription of kind to hold: its encoded size for that
+// transport (a multi-channel SSE stream adds its cursor to the body).
+func (d *delivery) wireSize(kind sinkKind) int {
+	if kind == kindWS {
+		return len(d.ws)
+	}
+	return len(d.sse)
+}
+
 // newDelivery encodes msg for the shapes asked for.
 func newDelivery(msg broker.Message, forWS, forSSE bool) *delivery {
 	d := &delivery{msg: msg}

@@ -45,20 +45,23 @@ type Config struct {
 	FrameRateLimit     int           // client frames per FrameRateWindow [100]
 	FrameRateWindow    time.Duration // [10s]
 	QueueBytes         int           // outbound bytes queued per connection before 4008, replays aside [1 MiB]
-	ReplayQueueBytes   int           // replay bytes a connection may have queued on top of QueueBytes [64 MiB]
-	FanOutBacklog      int           // deliveries queued in the hub before publishers wait [1,000,000]
-	FanOutWait         time.Duration // how long a WebSocket publish waits for fan-out room before "backlogged" [5s]
-	Heartbeat          time.Duration // ping / SSE comment interval [15s]
-	Tick               time.Duration // heartbeat wheel resolution [1s]
-	AuthTimeout        time.Duration // time to send the auth frame [10s]
-	RefreshBefore      time.Duration // send "refresh" this long before the token expires [60s]
-	SSERetry           time.Duration // the SSE retry field [2s]
-	PollTimeout        time.Duration // default long-poll wait [25s]
-	PollTimeoutMax     time.Duration // longest long-poll wait [60s]
-	HTTPIdleTimeout    time.Duration // idle keep-alive HTTP connection in the epoll core, as the HTTP server's IdleTimeout [2m]
-	BrokerTimeout      time.Duration // per broker call made for a client [5s]
-	ShutdownJitter     time.Duration // spread of reconnect hints on shutdown [5s]
-	Workers            int           // epoll worker goroutines [netpoll default]
+	ReplayQueueBytes   int           // bytes of a replay page a connection may have queued on top of QueueBytes [64 MiB]
+	// PendingBytes bounds the live messages a subscription buffers while its replay is paged;
+	// past it they are dropped and read from the log instead [QueueBytes/2].
+	PendingBytes    int
+	FanOutBacklog   int           // deliveries queued in the hub before publishers wait [1,000,000]
+	FanOutWait      time.Duration // how long a WebSocket publish waits for fan-out room before "backlogged" [5s]
+	Heartbeat       time.Duration // ping / SSE comment interval [15s]
+	Tick            time.Duration // heartbeat wheel resolution [1s]
+	AuthTimeout     time.Duration // time to send the auth frame [10s]
+	RefreshBefore   time.Duration // send "refresh" this long before the token expires [60s]
+	SSERetry        time.Duration // the SSE retry field [2s]
+	PollTimeout     time.Duration // default long-poll wait [25s]
+	PollTimeoutMax  time.Duration // longest long-poll wait [60s]
+	HTTPIdleTimeout time.Duration // idle keep-alive HTTP connection in the epoll core, as the HTTP server's IdleTimeout [2m]
+	BrokerTimeout   time.Duration // per broker call made for a client [5s]
+	ShutdownJitter  time.Duration // spread of reconnect hints on shutdown [5s]
+	Workers         int           // epoll worker goroutines [netpoll default]
 	// Admission limits subscriber connections before they start [nil: no limits].
 	Admission *admission.Controller
 	// PublishLimiter limits each credential's publishes; the HTTP API shares it [nil: no limit].
@@ -83,6 +86,7 @@ func (c *Config) setDefaults() {
 	def(&c.FrameRateLimit, 100)
 	def(&c.QueueBytes, 1<<20)
 	def(&c.ReplayQueueBytes, 64<<20)
+	def(&c.PendingBytes, c.QueueBytes/2)
 	def(&c.FanOutBacklog, defaultBacklog)
 	defDur(&c.FrameRateWindow, 10*time.Second)
 	defDur(&c.Heartbeat, 15*time.Second)
@@ -151,6 +155,7 @@ func New(cfg Config) (*Gateway, error) {
 		janitorStop: make(chan struct{}),
 		janitorDone: make(chan struct{}),
 	}
+	g.hub.pendingBytes = cfg.PendingBytes
 	g.wheel = newWheel(cfg.Heartbeat, cfg.Tick, g.onTick)
 	go g.janitor()
 	return g, nil
@@ -353,26 +358,21 @@ func (g *Gateway) checkAuthDeadlines(now int64) {
 	}
 }
 
-// join subscribes a session to channel and reads what it must replay. since nil means live only.
-// The subscription buffers live messages until the caller writes the replay and calls goLive.
+// join subscribes a session to channel and reads the first page of its replay (see replay.go);
+// since nil means live only. The page says how the replay starts: Complete, Gap and LastID are
+// what the client is told first (the subscribed frame, the stream's herald.gap); Start is where
+// the replay reads forward from (the newest id for a live-only subscription); Messages are its
+// first page, and More says the replay goes on past them. The subscription buffers live
+// messages until the replay is written and goLive called.
 func (g *Gateway) join(ctx context.Context, channel string, s sink, kind sinkKind, since *broker.ID) (*subscription, broker.HistoryPage, error) {
 	sub, err := g.hub.subscribe(ctx, channel, s, kind)
 	if err != nil {
 		return nil, broker.HistoryPage{}, err
 	}
-	q := broker.HistoryQuery{Newest: true}
-	if since != nil {
-		q.Since, q.Limit = *since, g.cfg.ReplayCap
-	}
-	page, err := g.replays.read(ctx, g.broker, g.cfg.BrokerTimeout, channel, q)
+	page, err := g.firstPage(ctx, channel, since)
 	if err != nil {
 		g.hub.remove(sub)
 		return nil, broker.HistoryPage{}, err
-	}
-	if since == nil {
-		page.Complete, page.Gap = true, broker.GapNone // live only: there is nothing to recover
-	} else if !page.Complete {
-		g.metrics.Gaps.Inc()
 	}
 	return sub, page, nil
 }

@@ -50,7 +50,8 @@ type sink interface {
 	gap(sub *subscription, reason broker.GapReason)
 }
 
-// maxPending bounds the live messages buffered while a subscription's replay is written.
+// maxPending bounds the live messages buffered while a subscription's replay is written; the
+// hub's pendingBytes bounds their size.
 const maxPending = 10000
 
 // subscription is one connection's interest in one channel. (Fields are ordered to avoid
@@ -66,10 +67,13 @@ type subscription struct {
 	// guards it (SSE: its write lock, which also orders the cursor it encodes).
 	pos broker.ID
 
-	pending  []*delivery
-	mu       sync.Mutex  // guards pending and overflow until live
-	live     atomic.Bool // set once the replay is written; then offers go straight to the sink
-	kind     sinkKind
+	pending      []*delivery
+	pendingBytes int         // wire size of pending; guarded by mu
+	mu           sync.Mutex  // guards pending, pendingBytes and overflow until live
+	live         atomic.Bool // set once the replay is written; then offers go straight to the sink
+	kind         sinkKind
+	// overflow says pending overflowed (and was dropped) since the replay's current history read
+	// began (see beginRead): that read may not hold everything that was dropped.
 	overflow bool
 }
 
@@ -79,19 +83,31 @@ func (s *subscription) offer(ds []*delivery, v *iovecs) {
 	if !s.live.Load() {
 		s.mu.Lock()
 		if !s.live.Load() {
-			for _, d := range ds {
-				if len(s.pending) < maxPending {
-					s.pending = append(s.pending, d)
-				} else {
-					s.overflow = true
-				}
-			}
+			s.buffer(ds)
 			s.mu.Unlock()
 			return
 		}
 		s.mu.Unlock()
 	}
 	s.deliverLive(ds, v)
+}
+
+// buffer adds ds to pending. Past maxPending messages or the hub's pendingBytes, everything
+// buffered is dropped and overflow set: every dropped message is in the channel's log (the
+// broker stores before it delivers), so the replay reads it from there instead (see
+// continueReplay); a long replay to a slow reader then holds at most the bound, whatever is
+// published meanwhile. s.mu must be held.
+func (s *subscription) buffer(ds []*delivery) {
+	limit := s.ch.pendingBytes
+	for _, d := range ds {
+		size := d.wireSize(s.kind)
+		if len(s.pending) >= maxPending || (s.pendingBytes+size > limit && len(s.pending) > 0) {
+			clear(s.pending)
+			s.pending, s.pendingBytes, s.overflow = s.pending[:0], 0, true
+		}
+		s.pending = append(s.pending, d)
+		s.pendingBytes += size
+	}
 }
 
 // deliverLive passes ds on, less the messages the replay already covered: the dispatcher may lag
@@ -108,6 +124,9 @@ func (s *subscription) deliverLive(ds []*delivery, v *iovecs) {
 // channelState is a channel with local subscribers.
 type channelState struct {
 	name string
+	// pendingBytes bounds the live bytes each subscription buffers during its replay (the
+	// hub's, copied here so that an offer reaches it without another pointer).
+	pendingBytes int
 	// refs counts subscriptions and acquisitions in progress; guarded by the shard's mu.
 	refs int
 	// ready is closed once the broker confirmed (or refused, err) the node's interest.
@@ -134,8 +153,10 @@ const hubShards = 64
 type Hub struct {
 	broker  broker.Broker
 	metrics *metrics.Metrics
-	seed    maphash.Seed
-	shards  [hubShards]hubShard
+	// pendingBytes bounds the live bytes a subscription buffers while its replay is written.
+	pendingBytes int
+	seed         maphash.Seed
+	shards       [hubShards]hubShard
 
 	queues  []chan dispatchItem
 	backlog *backlog         // bounds the deliveries waiting in queues
@@ -416,7 +437,7 @@ func (h *Hub) acquire(ctx context.Context, channel string) (*channelState, error
 	cs := sh.channels[channel]
 	first := cs == nil
 	if first {
-		cs = &channelState{name: channel, ready: make(chan struct{})}
+		cs = &channelState{name: channel, ready: make(chan struct{}), pendingBytes: h.pendingBytes}
 		sh.channels[channel] = cs
 		h.metrics.Channels.Inc()
 	}
@@ -499,12 +520,24 @@ func (h *Hub) subscribe(ctx context.Context, channel string, s sink, kind sinkKi
 	return sub, nil
 }
 
-// errPendingOverflow means live messages piled up faster than a replay could be written.
+// errPendingOverflow means live messages overflowed the subscription's buffer since the replay's
+// current history read began: the read may lack some of them, so the replay reads on.
 var errPendingOverflow = errors.New("live messages overflowed during replay")
+
+// beginRead notes that a history read of sub's replay is about to start: a later goLive fails
+// if pending overflows before it (see buffer).
+func (h *Hub) beginRead(sub *subscription) {
+	sub.mu.Lock()
+	sub.overflow = false
+	sub.mu.Unlock()
+}
 
 // goLive delivers the live messages buffered during the replay that are newer than through (the
 // last id the replay wrote, or the channel's last id for a live-only subscription) and switches
-// the subscription to direct delivery.
+// the subscription to direct delivery. Call it once a history read that reached the end of the
+// log was written. It fails with errPendingOverflow, and leaves the subscription buffering, when
+// pending overflowed since that read began (see beginRead): the replay must read on from
+// through first.
 func (h *Hub) goLive(sub *subscription, through broker.ID) error {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
@@ -518,7 +551,7 @@ func (h *Hub) goLive(sub *subscription, through broker.ID) error {
 			break
 		}
 	}
-	sub.pending = nil
+	sub.pending, sub.pendingBytes = nil, 0
 	sub.floor = through
 	sub.live.Store(true)
 	return nil
@@ -553,7 +586,7 @@ func (h *Hub) remove(sub *subscription) {
 		h.metrics.Subscriptions.Dec()
 	}
 	sub.mu.Lock()
-	sub.pending = nil
+	sub.pending, sub.pendingBytes = nil, 0
 	sub.mu.Unlock()
 	h.release(cs)
 }

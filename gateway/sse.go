@@ -49,23 +49,34 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			g.hub.remove(sub)
 		}
 	}
-	pages := make([]broker.HistoryPage, len(req.channels))
+	var (
+		jobs []*replayJob
+		kept int
+	)
 	for i, ch := range req.channels {
-		sub, page, err := g.join(ctx, ch, s, kindSSE, req.sinceOf(i))
+		since := req.sinceOf(i)
+		sub, page, err := g.join(ctx, ch, s, kindSSE, since)
 		if err != nil {
 			release()
 			g.storeProblem(w, r, kindSSE, "subscribe", err)
 			return
 		}
-		sub.pos = page.LastID
-		if since := req.sinceOf(i); since != nil && page.Complete {
-			// A complete resume starts from the client's position and the replay moves it on;
-			// after a gap the stream starts from where the log stands, so the cursor the
-			// client echoes next time does not report the same gap again.
-			sub.pos = *since
-		}
 		s.subs = append(s.subs, sub)
-		pages[i] = page
+		// The position is where the replay starts, and the replay moves it on.
+		sub.pos = page.Start
+		j := &replayJob{sub: sub, from: page.Start, fresh: true}
+		if since != nil && !page.Complete {
+			j.gap = page.Gap
+		}
+		if size := pageBytes(page.Messages); kept+size <= replayKeepBytes || size == 0 {
+			kept += size
+			j.first = &page
+		}
+		if since == nil {
+			jobs = append([]*replayJob{j}, jobs...) // live-only channels go live first
+		} else {
+			jobs = append(jobs, j)
+		}
 	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -85,27 +96,19 @@ func (g *Gateway) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	slot = nil // the connection holds it; the janitor releases it
 	s.write(g.sseHeader(r), nil)
-	for i, sub := range s.subs {
-		s.replay(sub, req.sinceOf(i) != nil, pages[i])
-	}
-	s.wmu.Lock()
-	for i, sub := range s.subs {
-		// Every replay ended at its page's LastID (a complete one held everything up to it), so
-		// that is the position, also for a channel without messages: its epoch, as on every
-		// transport, rather than the client's "0".
-		if sub.pos.Less(pages[i].LastID) {
-			sub.pos = pages[i].LastID
-		}
-	}
-	s.writeLocked(s.cursorEvent(), nil) // pins Last-Event-ID even before the first message
-	s.wmu.Unlock()
-	for _, sub := range s.subs {
-		if err := g.hub.goLive(sub, sub.pos); err != nil {
-			s.close(causeSlow)
-			break
-		}
-	}
+	// The replays are paged as the client reads (see replay.go); the last one done pins the
+	// cursor (replaysDone).
+	s.startReplays(jobs...)
 	g.start(&s.conn)
+}
+
+// pageBytes is the size of msgs as a page's MaxBytes counts it.
+func pageBytes(msgs []broker.Message) int {
+	n := 0
+	for _, m := range msgs {
+		n += broker.MessageBytes(m)
+	}
+	return n
 }
 
 // sseHeader is the response head and the stream's first field.
@@ -127,22 +130,41 @@ func (g *Gateway) sseHeader(r *http.Request) []byte {
 	return append(b, "\n\n"...)
 }
 
-// replay writes a subscription's gap notice and history, in one write: thousands of clients
-// resuming at once would otherwise cost a system call per missed message each.
-func (s *sseSession) replay(sub *subscription, resumed bool, page broker.HistoryPage) {
-	var out []byte
-	if resumed && !page.Complete {
-		out = appendGapEvent(out, sub.ch.name, page.Gap)
+// replaying implements replayWriter: an SSE stream's subscriptions last as long as it does.
+func (s *sseSession) replaying(*subscription) bool { return true }
+
+// writePage implements replayWriter: the page goes out in one write, each event carrying the
+// stream's cursor after it.
+func (s *sseSession) writePage(j *replayJob, lead []byte, gap broker.GapReason, msgs []broker.Message) bool {
+	out := lead
+	if gap != broker.GapNone {
+		out = appendGapEvent(out, j.sub.ch.name, gap)
 	}
 	s.wmu.Lock()
-	for _, m := range page.Messages {
-		sub.pos = m.ID
+	defer s.wmu.Unlock()
+	for _, m := range msgs {
+		j.sub.pos, j.from = m.ID, m.ID
 		out = append(appendCursor(append(out, "id: "...), s.subs), '\n')
 		out = appendSSEBody(out, m)
 	}
-	s.writeReplayLocked(out)
+	return s.writeReplayLocked(out)
+}
+
+// caughtUp implements replayWriter: the replay ended at through (a complete one held everything
+// up to it), so that is the position, also for a channel without messages: its epoch, as on
+// every transport, rather than the client's "0".
+func (s *sseSession) caughtUp(j *replayJob, through broker.ID) {
+	s.wmu.Lock()
+	j.sub.pos = through
 	s.wmu.Unlock()
-	s.gw.replayed(len(page.Messages))
+}
+
+// replaysDone implements replayWriter: an id-only event pins Last-Event-ID, even before the
+// first message.
+func (s *sseSession) replaysDone() {
+	s.wmu.Lock()
+	s.writeLocked(s.cursorEvent(), nil)
+	s.wmu.Unlock()
 }
 
 // appendGapEvent appends the herald.gap event of channel (a valid name: nothing to escape).

@@ -367,29 +367,52 @@ func (s *wsSession) handleSubscribe(f clientFrame, claims *auth.Claims) error {
 		frame.str("reason", page.Gap.String())
 	}
 	frame.msgID("last_id", page.LastID)
-	// The answer and the replay go out in one buffer and one write: thousands of clients
-	// resuming at once would otherwise cost a system call per missed message each.
-	out := frame.bytes()
-	through := since
-	for _, m := range page.Messages {
-		out = appendWSMessage(out, m)
-		through = &m.ID
-	}
+	// The answer and the first page go out in one write: thousands of clients resuming at once
+	// would otherwise cost a system call per missed message each.
+	j := &replayJob{sub: sub, from: page.Start, first: &page, fresh: true, lead: frame.bytes()}
 	s.wmu.Lock()
-	s.writeReplayLocked(out)
+	if s.replay != nil {
+		// Another replay is paged on this connection (or its page is queued): this one waits
+		// its turn, and reads its first page again then rather than holding it meanwhile.
+		s.writeLocked(j.lead, nil)
+		j.lead = nil
+		if len(page.Messages) > 0 {
+			j.first = nil
+		}
+	}
 	s.wmu.Unlock()
-	s.gw.replayed(len(page.Messages))
-	// After a gap the subscriber goes on from where the log stands, as SSE and long-poll do: a
-	// since beyond the newest id (up to broker.MaxID) did not come from this log, and keeping it
-	// would hold back every live message below it.
-	if through == nil || !page.Complete || through.Less(page.LastID) {
-		through = &page.LastID
-	}
-	if err := s.gw.hub.goLive(sub, *through); err != nil {
-		s.close(causeSlow)
-	}
+	s.startReplays(j)
 	return nil
 }
+
+// replaying implements replayWriter: a replay stops once its subscription ended (unsubscribe, a
+// token that no longer allows it, the connection's cleanup).
+func (s *wsSession) replaying(sub *subscription) bool {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	return !s.cleaned && s.find(sub.ch.name) == sub
+}
+
+// writePage implements replayWriter.
+func (s *wsSession) writePage(j *replayJob, lead []byte, gap broker.GapReason, msgs []broker.Message) bool {
+	out := lead
+	if gap != broker.GapNone {
+		out = append(out, s.gapFrame(j.sub, gap)...)
+	}
+	for _, m := range msgs {
+		out = appendWSMessage(out, m)
+		j.from = m.ID
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.writeReplayLocked(out)
+}
+
+// caughtUp implements replayWriter: the position is the replay's own (through).
+func (s *wsSession) caughtUp(*replayJob, broker.ID) {}
+
+// replaysDone implements replayWriter.
+func (s *wsSession) replaysDone() {}
 
 // checkSubscribe validates a subscribe before any broker work: it returns where the
 // subscription starts (nil: live only), or the error code and message that refuse it.
@@ -535,7 +558,11 @@ func (s *wsSession) deliver(sub *subscription, ds []*delivery, v *iovecs) {
 // gap implements sink: {"type":"gap","channel":...,"reason":...} tells the client to refetch
 // its state.
 func (s *wsSession) gap(sub *subscription, reason broker.GapReason) {
-	s.write(newServerFrame("gap").str("channel", sub.ch.name).str("reason", reason.String()).bytes(), nil)
+	s.write(s.gapFrame(sub, reason), nil)
+}
+
+func (s *wsSession) gapFrame(sub *subscription, reason broker.GapReason) []byte {
+	return newServerFrame("gap").str("channel", sub.ch.name).str("reason", reason.String()).bytes()
 }
 
 func (s *wsSession) closeFrame(c closeCause) []byte {
