@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Hostile resumes: clients that ask for a channel's whole history and read nothing hold about a
+// replay page each on the node, not the history (before paged replays: the whole backlog,
+// encoded, per client).
+
+// replayDialSmall upgrades a connection whose receive buffer is set small before the connect, so
+// the kernel cannot take the replay off the node's hands, and authenticates it by query token.
+func replayDialSmall(t *testing.T, s *server) *wsClient {
+	t.Helper()
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	d := ws.Dialer{NetDial: nd.DialContext, Timeout: 5 * time.Second}
+	conn, br, _, err := d.Dial(context.Background(), strings.Replace(s.base, "http", "ws", 1)+"/v1/ws?access_token="+s.sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if br == nil {
+		br = bufio.NewReader(conn)
+	}
+	c := &wsClient{t: t, conn: conn, br: br, readTimeout: 10 * time.Second}
+	c.expect("connected")
+	return c
+}
+
+// TestHostileUnreadResumesArePaged: 20 WebSocket clients resume a channel of 300 x 60 KiB from
+// its start and read nothing: the node's peak memory grows by a fraction of the 20 x 18 MiB the
+// replays hold together, and a client that then reads gets every message once, in order.
+func TestHostileUnreadResumesArePaged(t *testing.T) {
+	s := startServer(t, freePort(t))
+	const messages = 300
+	hbFill(t, s, "replaybig", messages)
+	before := hbStatusKB(t, s, "VmHWM")
+	clients := make([]*wsClient, 20)
+	for i := range clients {
+		clients[i] = replayDialSmall(t, s)
+		clients[i].send(subscribeFrame("replaybig", "0"))
+	}
+	// Every client's replay has started once the node has sent each at least a page's worth
+	// (a page holds 4 of these messages); a replay that is not paged is sent whole at once.
+	waitUntil(t, 20*time.Second, func() bool {
+		n, _ := metric(t, s, "herald_replayed_messages_total")
+		return n >= 20*4
+	}, "every client's replay to start")
+	if grown := hbStatusKB(t, s, "VmHWM") - before; grown > 100<<10 {
+		t.Fatalf("20 unread resumes of an 18 MiB channel grew the node's peak memory by %d MiB, want under 100", grown>>10)
+	}
+	// A client that now reads gets the whole replay, in order, each message once.
+	c := clients[0]
+	if m := c.await("subscribed"); m["recovered"] != true {
+		t.Fatalf("subscribed: %v", m)
+	}
+	prev := ""
+	for n := 0; n < messages; {
+		m := c.nextJSON()
+		if m["type"] != "message" {
+			continue
+		}
+		id, _ := m["id"].(string)
+		if prev != "" && !idLess(prev, id) {
+			t.Fatalf("message %d has id %s after %s", n, id, prev)
+		}
+		if d, _ := json.Marshal(m["data"]); len(d) < hbMessageBytes {
+			t.Fatalf("message %d: %d bytes of data", n, len(d))
+		}
+		prev = id
+		n++
+	}
+}
+
+// idLess compares two message ids "ms-seq".
+func idLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) < len(bm)
+	}
+	if am != bm {
+		return am < bm
+	}
+	if len(as) != len(bs) {
+		return len(as) < len(bs)
+	}
+	return as < bs
+}
