@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/herald-gateway/herald/gateway/broker/valkey/valkeytest"
 )
 
 // Hostile resumes: clients that ask for a channel's whole history and read nothing hold about a
@@ -102,4 +105,58 @@ func idLess(a, b string) bool {
 		return len(as) < len(bs)
 	}
 	return as < bs
+}
+
+// TestHostileSlowResumeWithLiveTraffic: a client resumes a large channel, reads nothing for a
+// while, and meanwhile the channel gets more live messages than the node buffers behind a replay
+// (a small --queue-bytes makes the bound small): once it reads, it gets every stored and every
+// live message once, in order, with no gap — on the memory broker and on Valkey.
+func TestHostileSlowResumeWithLiveTraffic(t *testing.T) {
+	for _, b := range []string{"memory", "valkey"} {
+		t.Run(b, func(t *testing.T) {
+			var s *server
+			if b == "valkey" {
+				s = startNode(t, valkeytest.StartServer(t).URL(), "--queue-bytes", "16384")
+			} else {
+				s = startServer(t, freePort(t), "--queue-bytes", "16384")
+			}
+			const stored, live = 100, 300
+			hbFill(t, s, "replaylive", stored)
+			c := replayDialSmall(t, s)
+			c.send(subscribeFrame("replaylive", "0"))
+			waitUntil(t, 10*time.Second, func() bool {
+				n, _ := metric(t, s, "herald_replayed_messages_total")
+				return n >= 1
+			}, "the replay to start")
+			for i := range live {
+				s.publish("replaylive", `{"live":`+strconv.Itoa(i)+`}`)
+			}
+			if m := c.await("subscribed"); m["recovered"] != true {
+				t.Fatalf("subscribed: %v", m)
+			}
+			prev, seen := "", 0
+			for seen < stored+live {
+				m := c.nextJSON()
+				switch m["type"] {
+				case "message":
+				case "gap":
+					t.Fatalf("gap after %d messages: %v", seen, m)
+				default:
+					continue
+				}
+				id, _ := m["id"].(string)
+				if prev != "" && !idLess(prev, id) {
+					t.Fatalf("message %d has id %s after %s: out of order or repeated", seen, id, prev)
+				}
+				if seen >= stored {
+					d, _ := json.Marshal(m["data"])
+					if want := `{"live":` + strconv.Itoa(seen-stored) + `}`; string(d) != want {
+						t.Fatalf("live message %d is %s, want %s", seen-stored, d, want)
+					}
+				}
+				prev = id
+				seen++
+			}
+		})
+	}
 }
