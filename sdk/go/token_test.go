@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestTokenRefreshInBand: the server sends refresh frames (the tokens here live 3 s, inside its
+// TestTokenRefreshInBand: the server sends refresh frames (the tokens here live 6 s, inside its
 // one-minute warning); the client answers each with a token from its token function, and the
 // connection outlives every token without ever dropping.
 func TestTokenRefreshInBand(t *testing.T) {
@@ -21,7 +21,9 @@ func TestTokenRefreshInBand(t *testing.T) {
 		mu.Lock()
 		calls++
 		mu.Unlock()
-		return mint(t, 3*time.Second, []string{"tok:*"}, nil), nil
+		// 6 s, whole seconds: at least 5 s, room for a refresh on a loaded machine, whose
+		// heartbeat wheel and token round trip can each be late by a second or more.
+		return mint(t, 6*time.Second, []string{"tok:*"}, nil), nil
 	}
 	c, states := newTestClient(t, g.url(), WebSocket, WithTokenFunc(tokens), WithHeartbeat(time.Second))
 	var in inbox
@@ -30,7 +32,7 @@ func TestTokenRefreshInBand(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLive(t, sub)
-	const n = 50 // 5 s: longer than any one token lives
+	const n = 130 // 13 s: longer than two tokens live
 	for i := range n {
 		publishN(t, pub, "tok:inband", i, i+1)
 		time.Sleep(100 * time.Millisecond)
