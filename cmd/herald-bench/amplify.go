@@ -63,6 +63,7 @@ type amplifyConfig struct {
 	kind                       string
 	clients, channels, msgs    int
 	size, batch, rcvBuf        int
+	pause                      time.Duration
 	settle, every, after, wait time.Duration
 }
 
@@ -77,6 +78,7 @@ func runAmplify(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.IntVar(&c.size, "size", 60000, "bytes of data per message (a JSON string, quotes included; at most --max-message-bytes)")
 	fs.IntVar(&c.batch, "batch", 20, "messages per POST /v1/messages while filling")
 	fs.IntVar(&c.rcvBuf, "rcvbuf", 64<<10, "SO_RCVBUF of each client socket, set before connect")
+	fs.DurationVar(&c.pause, "pause", time.Second, "wait this long after the fill before measuring \"before\" (the fill's request buffers settle)")
 	fs.DurationVar(&c.settle, "settle", 10*time.Second, "how long the clients hold on, the gateway's RSS sampled all along")
 	fs.DurationVar(&c.every, "every", 250*time.Millisecond, "sampling interval while the clients hold on")
 	fs.DurationVar(&c.after, "after", 10*time.Second, "measure the RSS this long after the clients closed")
@@ -111,7 +113,7 @@ func runAmplify(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	res.FillSeconds = time.Since(start).Seconds()
 	e.pr.printf("filled %d channels with %d messages of %d bytes in %.1f s", c.channels, c.msgs, c.size, res.FillSeconds)
 	// Let the fill's request buffers settle before "before", so that they are not counted as growth.
-	_ = waitCtx(ctx, time.Second)
+	_ = waitCtx(ctx, c.pause)
 	res.Before = sampleGateway(ctx, f.url, e.pid)
 
 	conns, errs := openAmplifiers(ctx, f.url, e.token, names, c)
