@@ -31,6 +31,8 @@ var subcommands = []subcommand{
 	{"fanout", "N subscribers on one channel, publish at R msg/s: delivery latency, loss, CPU per delivery", runFanout},
 	{"publish", "C keep-alive publishers for T seconds: accepted publishes/s and request latency", runPublish},
 	{"storm", "N subscribers drop at once, M messages are published, all resume at once: time to catch up", runStorm},
+	{"amplify", "N clients ask for a large backlog and never read: the gateway's RSS growth per client", runAmplify},
+	{"flood", "N upgrade attempts from several addresses: answers by status, /healthz latency, recovery", runFlood},
 }
 
 // errUsage means the arguments were wrong and the flag package has said so.
