@@ -209,6 +209,9 @@ func (g *Gateway) adopt(c *conn, netc net.Conn, kind sinkKind, proto protocol, s
 	c.lastSeen.Store(g.wheel.now())
 	g.wheel.add(c)
 	g.metrics.Connections.WithLabelValues(kindName(kind)).Inc()
+	if kind != kindHTTP && g.log.Enabled(context.Background(), slog.LevelDebug) {
+		g.log.Debug("session opened", "session", sessionName(c.id), "transport", kindName(kind), "remote", netc.RemoteAddr().String())
+	}
 	return true
 }
 
@@ -317,6 +320,9 @@ func (g *Gateway) janitor() {
 			g.metrics.Connections.WithLabelValues(kindName(c.kind)).Dec()
 			if c.reason != reasonHandedBack { // still open, in net/http's hands
 				g.metrics.Disconnects.WithLabelValues(c.reason.String()).Inc()
+			}
+			if c.kind != kindHTTP && g.log.Enabled(context.Background(), slog.LevelDebug) {
+				g.log.Debug("session closed", "session", sessionName(c.id), "transport", kindName(c.kind), "cause", c.reason.String())
 			}
 		}
 		if !open {
