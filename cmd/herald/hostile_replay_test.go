@@ -160,20 +160,3 @@ func TestHostileSlowResumeWithLiveTraffic(t *testing.T) {
 		})
 	}
 }
-
-// TestSessionsAreLoggedAtDebug: with --log-level debug, a WebSocket and an SSE session each log
-// their opening (transport, remote address) and their end with its cause, under one session id.
-func TestSessionsAreLoggedAtDebug(t *testing.T) {
-	s := startServer(t, freePort(t), "--log-level", "debug")
-	c := openWS(t, s, wsOpts{query: s.sub})
-	c.conn.Close()
-	sse := s.openSSE("channel=logged", "")
-	sse.resp.Body.Close()
-	for _, transport := range []string{"websocket", "sse"} {
-		waitUntil(t, 5*time.Second, func() bool {
-			logs := s.logs()
-			return strings.Contains(logs, `msg="session opened" session=`) && strings.Contains(logs, "transport="+transport+" remote=127.0.0.1:") &&
-				strings.Contains(logs, `msg="session closed"`) && strings.Contains(logs, "transport="+transport+" cause=")
-		}, "the %s session's open and close in the debug log: %s", transport, s.logs)
-	}
-}
