@@ -134,8 +134,10 @@ func TestSmokeFlood(t *testing.T) {
 	if r.Answers["101"] != 16 || r.Answers["429"] != 24 || r.Held != 16 {
 		t.Fatalf("answers %v, held %d; want 16 upgraded and 24 refused with 429", r.Answers, r.Held)
 	}
-	if r.Refusals["address_connections"] != 24 {
-		t.Fatalf("gateway refusals %v, want address_connections=24", r.Refusals)
+	// The recovery probe may be refused too while the node still releases the held connections'
+	// slots (the janitor does it after the close): the gateway counts those as well.
+	if want := 24 + r.RecAnswers["429"]; r.Refusals["address_connections"] != float64(want) {
+		t.Fatalf("gateway refusals %v, want address_connections=%d (24 + recovery refusals %v)", r.Refusals, want, r.RecAnswers)
 	}
 	if !r.Recovered || r.RecTries < 1 {
 		t.Fatalf("recovery: %+v", r)
