@@ -160,3 +160,35 @@ func TestHostileSlowResumeWithLiveTraffic(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileCloseInTheMiddleOfAReplay: clients resume a large channel, take a little of the
+// replay and hang up while it is still being paged (WebSocket and SSE alike): the node lets go of
+// every connection, subscription and channel, and serves the next client whole.
+func TestHostileCloseInTheMiddleOfAReplay(t *testing.T) {
+	s := startServer(t, freePort(t))
+	const messages = 200
+	hbFill(t, s, "replayquit", messages)
+	for range 10 {
+		c := replayDialSmall(t, s)
+		c.send(subscribeFrame("replayquit", "0"))
+		c.await("subscribed")
+		c.nextJSON() // the first message: the replay is under way
+		c.conn.Close()
+		sse := hbUnread(t, s, "/v1/sse?channel=replayquit&since=0")
+		sse.Close()
+	}
+	for _, series := range []string{`herald_subscriptions`, `herald_channels`, `herald_connections{transport="websocket"}`, `herald_connections{transport="sse"}`} {
+		waitUntil(t, 10*time.Second, func() bool {
+			n, ok := metric(t, s, series)
+			return ok && n == 0
+		}, "%s to come back to 0 after the clients hung up mid-replay", series)
+	}
+	c := replayDialSmall(t, s)
+	c.send(subscribeFrame("replayquit", "0"))
+	c.await("subscribed")
+	for n := 0; n < messages; {
+		if m := c.nextJSON(); m["type"] == "message" {
+			n++
+		}
+	}
+}

@@ -28,6 +28,11 @@ package main
 //	                          publishes handed back to net/http
 //	hostile_auth_test.go      tokens with key-carrying JOSE headers, error texts that must not leak
 //	                          configuration or store errors, cross-origin reads with the cookie
+//	hostile_replay_test.go    resumes of a large channel that read nothing, stall under live
+//	                          traffic (memory and Valkey), or hang up mid-replay
+//	hostile_httpbound_test.go long-polls and history reads that are never read, slow bodies,
+//	                          responses past the write timeout
+//	hostile_admission_test.go, hostile_publishrate_test.go  connection and publish limits
 //
 // To add a move: put it in the file of what it attacks (or a new hostile_<topic>_test.go), name
 // it TestHostile<What>, start a node with startServer/startNode (startServerUnder runs it under
