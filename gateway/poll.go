@@ -198,9 +198,7 @@ func (g *Gateway) collect(ctx context.Context, subs []*subscription, waiter *pol
 			return resp, err
 		}
 		g.collectPage(&resp, sub, page, waiter.takeLost(sub))
-		for _, m := range page.Messages {
-			budget -= broker.MessageBytes(m)
-		}
+		budget -= pageBytes(page.Messages)
 	}
 	resp.Cursor = string(appendCursor(nil, subs))
 	return resp, nil
