@@ -351,15 +351,9 @@ func (c *conn) replayQueued() int {
 // flush writes queued bytes after EPOLLOUT said the socket has room. It returns the connection's
 // replay when the socket took the end of its last page: the caller (the event handler) continues
 // it (see continueReplay).
-func (c *conn) flush() (resume *replayRun) {
+func (c *conn) flush() *replayRun {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	defer func() {
-		if r := c.replay; r != nil && r.waiting && r.end == 0 && !c.closed {
-			r.waiting = false
-			resume = r
-		}
-	}()
 	if len(c.queue) > 0 && !c.closed {
 		// The queue goes out with one writev per 1,024 buffers, not a write per buffer: a
 		// subscriber that fell behind can have many small messages queued.
@@ -388,7 +382,11 @@ func (c *conn) flush() (resume *replayRun) {
 			c.closeLocked(closeCause{})
 		}
 	}
-	return nil // or the replay, set by the deferred check above
+	if r := c.replay; r != nil && r.waiting && r.end == 0 && !c.closed {
+		r.waiting = false
+		return r
+	}
+	return nil
 }
 
 // gatherVecs holds the gathering space of writes and flushes; what is put back is reset.
